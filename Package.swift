@@ -1,0 +1,69 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "mmpolicy",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "mmpolicy", targets: ["mmpolicy"]),
+        .executable(name: "mmpolicy-workload", targets: ["mmpolicy-workload"]),
+        .executable(name: "mmpolicy-bench", targets: ["mmpolicy-bench"]),
+        .library(name: "BPFKit", targets: ["BPFKit"]),
+        .library(name: "MMPolicyCore", targets: ["MMPolicyCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]
+        ),
+        .target(name: "CMMPolicyABI"),
+        .target(
+            name: "BPFKit",
+            dependencies: ["CLibBPF", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .target(
+            name: "MMPolicyCore",
+            dependencies: [
+                "BPFKit", "CLibBPF", "CMMPolicyABI",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .target(
+            name: "MMPolicyKinds",
+            dependencies: ["BPFKit", "MMPolicyCore", "CMMPolicyABI"]
+        ),
+        .executableTarget(
+            name: "mmpolicy",
+            dependencies: [
+                "BPFKit", "MMPolicyCore", "MMPolicyKinds",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "mmpolicy-workload",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "tools/workload"
+        ),
+        .executableTarget(
+            name: "mmpolicy-bench",
+            dependencies: [
+                "BPFKit", "MMPolicyCore", "MMPolicyKinds",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "bench/mmpolicy-bench"
+        ),
+        .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF"]),
+        .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "BPFKit"]),
+        .testTarget(
+            name: "LiveKernelTests",
+            dependencies: ["BPFKit", "MMPolicyCore", "MMPolicyKinds", "mmpolicy", "mmpolicy-workload"]
+        ),
+    ]
+)
