@@ -7,8 +7,8 @@
 
 _Static_assert(sizeof(struct mmpolicy_header) == 8, "mmpolicy_header layout");
 _Static_assert(sizeof(struct mmpolicy_scope) == 16, "mmpolicy_scope layout");
-_Static_assert(sizeof(struct mmpolicy_oom_ctx) == 104, "mmpolicy_oom_ctx layout");
-_Static_assert(offsetof(struct mmpolicy_oom_ctx, victim_tgid) == 72, "mmpolicy_oom_ctx output offset");
+_Static_assert(sizeof(struct mmpolicy_oom_ctx) == 96, "mmpolicy_oom_ctx layout");
+_Static_assert(offsetof(struct mmpolicy_oom_ctx, victim_tgid) == 64, "mmpolicy_oom_ctx output offset");
 _Static_assert(sizeof(struct mmpolicy_oom_ops) == 40, "mmpolicy_oom_ops layout");
 
 /* The ABI version this build of mmpolicy speaks (for `mmpolicy --version`). */
