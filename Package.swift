@@ -59,11 +59,19 @@ let package = Package(
             ],
             path: "bench/mmpolicy-bench"
         ),
-        .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF"]),
-        .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "BPFKit"]),
+        .target(
+            name: "MMPolicyTestSupport",
+            dependencies: ["MMPolicyCore", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/MMPolicyTestSupport"
+        ),
+        .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyTestSupport"]),
+        .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "BPFKit", "MMPolicyTestSupport"]),
         .testTarget(
             name: "LiveKernelTests",
-            dependencies: ["BPFKit", "MMPolicyCore", "MMPolicyKinds", "mmpolicy", "mmpolicy-workload"]
+            dependencies: [
+                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "CMMPolicyABI", "MMPolicyTestSupport",
+                "mmpolicy", "mmpolicy-workload",
+            ]
         ),
     ]
 )

@@ -1,0 +1,64 @@
+# mmpolicy: `make run` and `make test` do all set-up from a fresh clone.
+SHELL := /bin/bash
+BUILD := build
+BPF_OUT := $(BUILD)/bpf
+FIXTURE_OUT := $(BPF_OUT)/fixtures
+VMLINUX := $(BUILD)/vmlinux.h
+ABI_HEADERS := $(wildcard bpf-programs/include/mmpolicy/*.h)
+POLICY_SRCS := $(wildcard bpf-programs/*.bpf.c)
+FIXTURE_SRCS := $(wildcard Tests/Fixtures/bpf/*.bpf.c)
+POLICY_OBJS := $(patsubst bpf-programs/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(POLICY_SRCS))
+FIXTURE_OBJS := $(patsubst Tests/Fixtures/bpf/%.bpf.c,$(FIXTURE_OUT)/%.bpf.o,$(FIXTURE_SRCS))
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_CFLAGS := -target bpf -mcpu=v3 -g -O2 -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
+	-I $(BUILD) -I bpf-programs/include -I bpf-programs/include/mmpolicy
+SWIFT_CONFIG ?= debug
+MMPOLICY := .build/$(SWIFT_CONFIG)/mmpolicy
+export MMPOLICY_POLICY_DIR := $(CURDIR)/policies
+export MMPOLICY_OBJECT_PATH := $(CURDIR)/$(BPF_OUT)
+
+.PHONY: all setup build bpf swift run test bench clean
+
+all: build
+
+setup:
+	@tools/setup
+
+build: setup bpf swift
+
+bpf: $(POLICY_OBJS) $(FIXTURE_OBJS)
+
+# CO-RE types of the running kernel.
+$(VMLINUX):
+	@mkdir -p $(BUILD)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BPF_OUT)/%.bpf.o: bpf-programs/%.bpf.c $(VMLINUX) $(ABI_HEADERS)
+	@mkdir -p $(BPF_OUT)
+	$$(tools/bpf-clang) $(BPF_CFLAGS) -c $< -o $@
+
+$(FIXTURE_OUT)/%.bpf.o: Tests/Fixtures/bpf/%.bpf.c $(VMLINUX) $(ABI_HEADERS)
+	@mkdir -p $(FIXTURE_OUT)
+	$$(tools/bpf-clang) $(BPF_CFLAGS) -Wno-error -c $< -o $@
+
+swift:
+	swift build -c $(SWIFT_CONFIG)
+
+# The main job. Until the daemon exists: list the in-tree policies and verify
+# each against the running kernel.
+run: build
+	$(MMPOLICY) list
+	@for m in policies/*.toml; do n=$$(basename $$m .toml); [ "$$n" = default ] && continue; \
+		$(MMPOLICY) verify $$n || exit 1; done
+
+test: build
+	swift test
+
+bench: setup
+	tools/setup --bench
+	$(MAKE) bpf
+	swift build -c release --product mmpolicy-bench
+	.build/release/mmpolicy-bench
+
+clean:
+	rm -rf $(BUILD) .build

@@ -1,0 +1,178 @@
+import MMPolicyCore
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where tests find what `make build` produced, and the programs they run.
+public enum TestPaths {
+    /// The repository root (this file is Tests/MMPolicyTestSupport/TestSupport.swift).
+    public static let repository: String = {
+        var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        return parts.joined(separator: "/")
+    }()
+
+    public static var objectDirectory: String {
+        getenv("MMPOLICY_OBJECT_PATH").map { String(cString: $0) } ?? repository + "/build/bpf"
+    }
+
+    public static func policyObject(_ name: String) -> String { "\(objectDirectory)/\(name).bpf.o" }
+    public static func fixture(_ name: String) -> String { "\(objectDirectory)/fixtures/\(name).bpf.o" }
+    public static var policies: String { repository + "/policies" }
+
+    /// A product built next to the test bundle (.build/<config>/NAME).
+    public static func product(_ name: String) -> String {
+        var candidates: [String] = []
+        if let exe = try? readLink("/proc/self/exe") {
+            var parts = exe.split(separator: "/", omittingEmptySubsequences: false)
+            while let last = parts.last, !last.hasSuffix(".xctest") && parts.count > 1 { parts.removeLast() }
+            if parts.count > 1 { parts.removeLast() }
+            candidates.append(parts.joined(separator: "/") + "/" + name)
+        }
+        candidates.append(repository + "/.build/debug/" + name)
+        return candidates.first { access($0, X_OK) == 0 } ?? candidates.last!
+    }
+
+    static func readLink(_ path: String) throws -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { throw Errno(rawValue: errno) }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Reads a whole file (works for /proc and /sys, whose sizes are 0).
+public func readFile(_ path: String) throws -> String { try String(contentsOfProcFile: path) }
+
+/// Writes `text` to an existing file (cgroup and /proc knobs).
+public func writeFile(_ path: String, _ text: String) throws {
+    let fd = try FileDescriptor.open(FilePath(path), .writeOnly)
+    try fd.closeAfter { _ = try fd.writeAll(text.utf8) }
+}
+
+/// A throwaway cgroup v1/v2 memory cgroup, removed (after killing what is
+/// left in it) when released.
+public final class TemporaryMemcg {
+    public let path: String
+    public let mount: MemoryCgroupMount
+
+    public init(prefix: String = "mmpolicy-test", limitBytes: UInt64? = nil) throws {
+        guard let mount = MemoryCgroupMount.detect() else { throw Errno.noSuchFileOrDirectory }
+        self.mount = mount
+        path = "\(mount.path)/\(prefix)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard mkdir(path, 0o755) == 0 else { throw Errno(rawValue: errno) }
+        if let limitBytes {
+            try writeFile(path + (mount.version == .v1 ? "/memory.limit_in_bytes" : "/memory.max"), String(limitBytes))
+        }
+    }
+
+    /// A child cgroup inside this one.
+    public func child(_ name: String) throws -> String {
+        let child = path + "/" + name
+        guard mkdir(child, 0o755) == 0 else { throw Errno(rawValue: errno) }
+        return child
+    }
+
+    public func pids(in cgroup: String? = nil) -> [Int32] {
+        ((try? readFile((cgroup ?? path) + "/cgroup.procs")) ?? "").split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    deinit {
+        // Depth-first: kill members, then remove children before the parent.
+        func remove(_ dir: String) {
+            if let d = opendir(dir) {
+                while let entry = readdir(d) {
+                    let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                    if entry.pointee.d_type == UInt8(DT_DIR), name != ".", name != ".." { remove(dir + "/" + name) }
+                }
+                closedir(d)
+            }
+            for _ in 0..<200 {
+                let members = ((try? readFile(dir + "/cgroup.procs")) ?? "").split(separator: "\n").compactMap { Int32($0) }
+                for pid in members { kill(pid, SIGKILL) }
+                if rmdir(dir) == 0 || errno == ENOENT { return }
+                usleep(10_000)
+            }
+        }
+        remove(path)
+    }
+}
+
+/// A process started by a test, killed and reaped when released.
+public final class ChildProcess {
+    public let pid: pid_t
+    private let stdoutFD: Int32
+
+    /// Starts `path` with `arguments` and, if `waitFor` is given, waits until
+    /// the child prints a line starting with it (e.g. "ready").
+    public init(_ path: String, _ arguments: [String], waitFor marker: String? = "ready", timeoutSeconds: Double = 20) throws {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { throw Errno(rawValue: errno) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, path, &actions, nil, argv, environ)
+        close(pipeFDs[1])
+        guard rc == 0 else { close(pipeFDs[0]); throw Errno(rawValue: rc) }
+        pid = child
+        stdoutFD = pipeFDs[0]
+        if let marker {
+            let line = try readLine(timeoutSeconds: timeoutSeconds)
+            guard line.hasPrefix(marker) else {
+                kill(pid, SIGKILL)
+                throw ChildProcessError.unexpectedOutput(path: path, line: line)
+            }
+        }
+    }
+
+    /// Reads one line of the child's stdout, waiting at most `timeoutSeconds`.
+    public func readLine(timeoutSeconds: Double) throws -> String {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        var pfd = pollfd(fd: stdoutFD, events: Int16(POLLIN), revents: 0)
+        while true {
+            guard poll(&pfd, 1, Int32(timeoutSeconds * 1000)) > 0 else { throw ChildProcessError.timeout }
+            let n = read(stdoutFD, &byte, 1)
+            if n <= 0 { return String(decoding: line, as: UTF8.self) }
+            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
+            line.append(byte)
+        }
+    }
+
+    public var isAlive: Bool {
+        // A zombie still answers kill(0); look at its state.
+        guard let stat = try? readFile("/proc/\(pid)/stat") else { return false }
+        guard let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+
+    /// Resident set size in bytes (VmRSS).
+    public var residentBytes: UInt64 {
+        guard let status = try? readFile("/proc/\(pid)/status") else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let kb = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0
+            return kb * 1024
+        }
+        return 0
+    }
+
+    deinit {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        close(stdoutFD)
+    }
+}
+
+public enum ChildProcessError: Error {
+    case timeout
+    case unexpectedOutput(path: String, line: String)
+}
