@@ -42,7 +42,7 @@ let package = Package(
         .executableTarget(
             name: "mmpolicy",
             dependencies: [
-                "BPFKit", "MMPolicyCore", "MMPolicyKinds",
+                "BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyCore", "MMPolicyKinds",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
