@@ -9,8 +9,10 @@
  * process in scope with the highest growth rate: the previous window's rate,
  * or the current window's growth spread over at least one whole window, so a
  * process that starts leaking now is seen at once without one burst looking
- * like a torrent. If nothing in scope grew by at least `min_growth_kb` per
- * second, it falls back to the largest process (oom_largest's badness).
+ * like a torrent. A process whose RSS did not change for a whole window is
+ * not growing, whatever it did before. If nothing in scope grew by at least
+ * `min_growth_kb` per second, it falls back to the largest process
+ * (oom_largest's badness).
  *
  * Where it falls short: growth is only seen while a process itself faults
  * memory in; memory taken by other contexts (a driver, reclaim) is not
@@ -32,6 +34,7 @@ struct growth {
 	__s64 window_start_bytes;
 	__u64 window_start_ns;
 	__s64 last_rate; /* bytes per second over the previous whole window */
+	__u64 last_event_ns; /* the process's latest RSS change */
 };
 
 struct {
@@ -70,10 +73,12 @@ int growth_rss_stat(struct trace_event_raw_rss_stat *tp)
 		fresh.mm_id = tp->mm_id;
 		fresh.member_bytes[member] = tp->size;
 		fresh.window_start_ns = now;
+		fresh.last_event_ns = now;
 		bpf_map_update_elem(&growth_by_tgid, &tgid, &fresh, BPF_ANY);
 		return 0;
 	}
 	g->member_bytes[member] = tp->size;
+	g->last_event_ns = now;
 	if (now - g->window_start_ns >= window_ns) {
 		__s64 total = total_bytes(g);
 
@@ -87,7 +92,9 @@ int growth_rss_stat(struct trace_event_raw_rss_stat *tp)
 /*
  * Bytes per second @tgid is growing at, as select_victim sees it at @now: the
  * previous whole window's rate or the current window's growth spread over at
- * least one window, whichever is higher. 0 for a process never seen.
+ * least one window, whichever is higher. 0 for a process never seen, or one
+ * whose RSS has not changed for a whole window: it is not growing now, however
+ * much it grew before.
  */
 __noinline __s64 growth_rate(__u32 tgid, __u64 now)
 {
@@ -95,7 +102,7 @@ __noinline __s64 growth_rate(__u32 tgid, __u64 now)
 	struct growth *g = bpf_map_lookup_elem(&growth_by_tgid, &tgid);
 	__s64 current;
 
-	if (!g)
+	if (!g || now - g->last_event_ns > window_ns)
 		return 0;
 	elapsed = now > g->window_start_ns ? now - g->window_start_ns : 0;
 	if (elapsed < window_ns)

@@ -21,7 +21,7 @@ import Glibc
         #expect((programs["growth_select_victim"]?.instructionCount ?? 0) > 20)
         let growth = try #require(object.map(named: "growth_by_tgid"))
         #expect(growth.type == "lru_hash")
-        #expect(growth.keySize == 4 && growth.valueSize == 64 && growth.maxEntries == 32768)
+        #expect(growth.keySize == 4 && growth.valueSize == 72 && growth.maxEntries == 32768)
         #expect(growth.fd == nil)
     }
 

@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-/// Mirrors `struct growth` of oom_growth.bpf.c (64 bytes).
+/// Mirrors `struct growth` of oom_growth.bpf.c (72 bytes).
 struct Growth: BitwiseCopyable, Equatable {
     var mmID: UInt32 = 0
     var pad: UInt32 = 0
@@ -15,6 +15,7 @@ struct Growth: BitwiseCopyable, Equatable {
     var windowStartBytes: Int64 = 0
     var windowStartNS: UInt64 = 0
     var lastRate: Int64 = 0
+    var lastEventNS: UInt64 = 0
 }
 
 @Suite(.serialized) struct MapsAndLinksTests {
@@ -31,7 +32,7 @@ struct Growth: BitwiseCopyable, Equatable {
         #expect(try map.delete(keys[0]) == false)
         #expect(try map.lookup(keys[0], as: Growth.self) == nil)
         let wrong = #expect(throws: BPFError.self) { _ = try map.lookup(keys[1], as: UInt32.self) }
-        #expect(wrong?.description.contains("4-byte value was given for 64-byte values") == true)
+        #expect(wrong?.description.contains("4-byte value was given for 72-byte values") == true)
         #expect(map.memoryBytes > 0)
     }
 

@@ -176,3 +176,48 @@ public enum ChildProcessError: Error {
     case timeout
     case unexpectedOutput(path: String, line: String)
 }
+
+/// Runs a program to completion; returns its exit status and its stdout and
+/// stderr together.
+public func runCommand(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    var pipeFDs: [Int32] = [0, 0]
+    guard pipe(&pipeFDs) == 0 else { throw Errno(rawValue: errno) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
+    posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    var env: [String] = []
+    var index = 0
+    while let entry = environ[index] {
+        let text = String(cString: entry)
+        if let key = text.split(separator: "=", maxSplits: 1).first, environment[String(key)] == nil { env.append(text) }
+        index += 1
+    }
+    env += environment.map { "\($0.key)=\($0.value)" }
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    let envp = env.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+    var child: pid_t = 0
+    let rc = posix_spawn(&child, path, &actions, nil, argv, envp)
+    close(pipeFDs[1])
+    guard rc == 0 else { close(pipeFDs[0]); throw Errno(rawValue: rc) }
+    var output: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = read(pipeFDs[0], &chunk, chunk.count)
+        if n <= 0 { break }
+        output += chunk[0..<n]
+    }
+    close(pipeFDs[0])
+    var status: Int32 = 0
+    waitpid(child, &status, 0)
+    let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (exitStatus, String(decoding: output, as: UTF8.self))
+}
+
+/// Starts `mmpolicy-workload` with `arguments` and waits until it is ready.
+public func workload(_ arguments: [String]) throws -> ChildProcess {
+    try ChildProcess(TestPaths.product("mmpolicy-workload"), arguments)
+}
