@@ -7,8 +7,10 @@ VMLINUX := $(BUILD)/vmlinux.h
 ABI_HEADERS := $(wildcard bpf-programs/include/mmpolicy/*.h)
 POLICY_SRCS := $(wildcard bpf-programs/*.bpf.c)
 FIXTURE_SRCS := $(wildcard Tests/Fixtures/bpf/*.bpf.c)
+BENCH_SRCS := $(wildcard bench/bpf/*.bpf.c)
 POLICY_OBJS := $(patsubst bpf-programs/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(POLICY_SRCS))
 FIXTURE_OBJS := $(patsubst Tests/Fixtures/bpf/%.bpf.c,$(FIXTURE_OUT)/%.bpf.o,$(FIXTURE_SRCS))
+BENCH_OBJS := $(patsubst bench/bpf/%.bpf.c,$(BPF_OUT)/bench/%.bpf.o,$(BENCH_SRCS))
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 BPF_CFLAGS := -target bpf -mcpu=v3 -g -O2 -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
 	-I $(BUILD) -I bpf-programs/include -I bpf-programs/include/mmpolicy
@@ -26,7 +28,7 @@ setup:
 
 build: setup bpf swift
 
-bpf: $(POLICY_OBJS) $(FIXTURE_OBJS)
+bpf: $(POLICY_OBJS) $(FIXTURE_OBJS) $(BENCH_OBJS)
 
 # CO-RE types of the running kernel.
 $(VMLINUX):
@@ -40,6 +42,10 @@ $(BPF_OUT)/%.bpf.o: bpf-programs/%.bpf.c $(VMLINUX) $(ABI_HEADERS)
 $(FIXTURE_OUT)/%.bpf.o: Tests/Fixtures/bpf/%.bpf.c $(VMLINUX) $(ABI_HEADERS)
 	@mkdir -p $(FIXTURE_OUT)
 	$$(tools/bpf-clang) $(BPF_CFLAGS) -Wno-error -c $< -o $@
+
+$(BPF_OUT)/bench/%.bpf.o: bench/bpf/%.bpf.c $(VMLINUX) $(ABI_HEADERS)
+	@mkdir -p $(BPF_OUT)/bench
+	$$(tools/bpf-clang) $(BPF_CFLAGS) -c $< -o $@
 
 swift:
 	swift build -c $(SWIFT_CONFIG)
@@ -58,6 +64,7 @@ bench: setup
 	tools/setup --bench
 	$(MAKE) bpf
 	swift build -c release --product mmpolicy-bench
+	swift build -c release --product mmpolicy-workload
 	.build/release/mmpolicy-bench
 
 clean:
