@@ -18,8 +18,7 @@ public struct ObjectSearchPath: Sendable, Equatable {
             dirs += String(cString: env).split(separator: ":").map(String.init)
         }
         if let policyDirectory {
-            let parent = policyDirectory.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-            dirs.append((parent.isEmpty ? "." : parent) + "/build/bpf")
+            dirs.append(parentDirectory(of: policyDirectory) + "/build/bpf")
         }
         dirs.append("/usr/lib/mmpolicy/bpf")
         var seen = Set<String>()
@@ -44,6 +43,15 @@ public struct ObjectSearchPath: Sendable, Equatable {
                               reason: "its manifest \(manifest.path) names object '\(object)', which is in none of \(directories.joined(separator: ", "))",
                               fix: "Run `make build` to build the in-tree objects, or add the object's directory to MMPOLICY_OBJECT_PATH")
     }
+}
+
+/// The directory containing `path` ("/a/b/" and "/a/b" both give "/a").
+func parentDirectory(of path: String) -> String {
+    var components = path.split(separator: "/", omittingEmptySubsequences: true)
+    guard !components.isEmpty else { return "/" }
+    components.removeLast()
+    if path.hasPrefix("/") { return "/" + components.joined(separator: "/") }
+    return components.isEmpty ? "." : components.joined(separator: "/")
 }
 
 /// A policy opened from disk: its BPF object (not yet loaded), its ops

@@ -146,6 +146,18 @@ private var objectSearchPath: ObjectSearchPath { ObjectSearchPath(directories: [
 extension OpsTableTests {
 /// `Policy.open(manifest:searchPath:)`: checks of the manifest against its object.
 @Suite struct PolicyOpen {
+    @Test(arguments: ["/srv/mmpolicy/policies", "/srv/mmpolicy/policies/", "/srv/mmpolicy/policies//"])
+    func searchesTheBuildDirectoryNextToThePolicyDirectory(_ policyDirectory: String) {
+        let path = ObjectSearchPath.standard(policyDirectory: policyDirectory)
+        #expect(path.directories.contains("/srv/mmpolicy/build/bpf"), "\(path.directories)")
+        #expect(path.directories.last == "/usr/lib/mmpolicy/bpf")
+    }
+
+    @Test func searchesRelativeToARelativePolicyDirectory() {
+        #expect(ObjectSearchPath.standard(policyDirectory: "policies/").directories.contains("./build/bpf"))
+        #expect(ObjectSearchPath.standard(policyDirectory: "repo/policies").directories.contains("repo/build/bpf"))
+    }
+
     @Test func refusesAManifestWhoseKindDiffersFromTheObject() throws {
         let dir = try ScratchPolicyDirectory()
         let objectPath = TestPaths.policyObject("oom_largest")

@@ -109,7 +109,7 @@ public final class ChildProcess {
     /// the child prints a line starting with it (e.g. "ready").
     public init(_ path: String, _ arguments: [String], waitFor marker: String? = "ready", timeoutSeconds: Double = 20) throws {
         var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { throw Errno(rawValue: errno) }
+        try makeCloseOnExecPipe(&pipeFDs)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
@@ -177,11 +177,19 @@ public enum ChildProcessError: Error {
     case unexpectedOutput(path: String, line: String)
 }
 
+/// A pipe whose ends close on exec, so that children other tests spawn in
+/// parallel do not inherit (and hold open) it. posix_spawn's dup2 onto 0/1/2
+/// gives the intended child its copy without the flag.
+func makeCloseOnExecPipe(_ fds: inout [Int32]) throws {
+    guard pipe(&fds) == 0 else { throw Errno(rawValue: errno) }
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+}
+
 /// Runs a program to completion; returns its exit status and its stdout and
 /// stderr together.
 public func runCommand(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
     var pipeFDs: [Int32] = [0, 0]
-    guard pipe(&pipeFDs) == 0 else { throw Errno(rawValue: errno) }
+        try makeCloseOnExecPipe(&pipeFDs)
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
