@@ -43,31 +43,6 @@ private func expectFailure(_ arguments: [String], _ phrases: [String], environme
     return text
 }
 
-/// A directory under /tmp, removed with everything in it when released.
-private final class ScratchDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/mmpolicy-cli-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard let made else { throw CocoaError(.fileWriteUnknown) }
-        path = String(cString: made)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    @discardableResult
-    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
-        let file = path + "/" + name
-        guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else {
-            throw CocoaError(.fileWriteUnknown)
-        }
-        return file
-    }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) throws -> String { try write(name, Array(text.utf8)) }
-}
 
 private func readBytes(_ path: String) throws -> [UInt8] {
     guard let data = FileManager.default.contents(atPath: path) else { throw CocoaError(.fileReadNoSuchFile) }

@@ -1,46 +1,12 @@
 import BPFKit
 import Foundation
+import MMPolicyTestSupport
 import Testing
 
 @testable import MMPolicyCore
 
 // MARK: - Helpers
 
-/// A fresh directory under the system temp directory, removed when released.
-private final class TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array((NSTemporaryDirectory() + "/mmpolicy-manifest-XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard let made else { throw CocoaError(.fileWriteUnknown) }
-        path = String(cString: made)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) throws -> String {
-        let file = path + "/" + name
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        return file
-    }
-
-    @discardableResult
-    func writeBytes(_ name: String, _ bytes: [UInt8]) throws -> String {
-        let file = path + "/" + name
-        guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else {
-            throw CocoaError(.fileWriteUnknown)
-        }
-        return file
-    }
-
-    func makeDirectory(_ name: String) throws -> String {
-        let directory = path + "/" + name
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        return directory
-    }
-}
 
 private let policyPath = "policies/oom_largest.toml"
 
@@ -496,7 +462,7 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     }
 
     @Test func missingFileIsUnreadable() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try ScratchDirectory()
         let path = directory.path + "/absent.toml"
         let error = try #require(loadFailure(path))
         #expect(error.path == path)
@@ -506,15 +472,15 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     }
 
     @Test func directoryIsUnreadable() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try ScratchDirectory()
         let path = try directory.makeDirectory("dir.toml")
         let error = try #require(loadFailure(path))
         #expect(error.reason == .unreadable(errno: EISDIR))
     }
 
     @Test func invalidUTF8AndNULAreSyntaxErrors() throws {
-        let directory = try TemporaryDirectory()
-        let bad = try directory.writeBytes("oom_largest.toml", Array("name = \"oom_largest\"\nkind = \"o".utf8) + [0xFF, 0x22])
+        let directory = try ScratchDirectory()
+        let bad = try directory.write("oom_largest.toml", Array("name = \"oom_largest\"\nkind = \"o".utf8) + [0xFF, 0x22])
         let error = try #require(loadFailure(bad))
         #expect(error.reason == .syntax(line: 2, column: 10, message: "the file is not valid UTF-8 text"))
         let nul = try #require(failure("name = \"a\"\0\n"))
@@ -522,7 +488,7 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     }
 
     @Test func loadReadsAFile() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try ScratchDirectory()
         let path = try directory.write("oom_largest.toml", minimal("[params]\nb = 1\na = 2"))
         let manifest = try Manifest.load(path: path)
         #expect(manifest.path == path)
@@ -585,7 +551,7 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     }
 
     @Test func loadsSortedSkippingDefaultAndKeepsGoingPastBrokenFiles() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try ScratchDirectory()
         try directory.write("zeta.toml", policy("zeta", kind: "ksm"))
         try directory.write("alpha.toml", policy("alpha"))
         try directory.write("broken.toml", "name = \"broken\"\nkind = \n")
@@ -611,14 +577,14 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     }
 
     @Test func trailingSlashDirectory() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try ScratchDirectory()
         try directory.write("alpha.toml", policy("alpha"))
         let catalog = PolicyCatalog.load(directory: directory.path + "/")
         #expect(catalog.manifests.map(\.path) == [directory.path + "/alpha.toml"])
     }
 
     @Test func missingDirectoryIsOneError() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try ScratchDirectory()
         let missing = directory.path + "/nope"
         let catalog = PolicyCatalog.load(directory: missing)
         #expect(catalog.manifests.isEmpty)
@@ -626,7 +592,7 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     }
 
     @Test func locatesPolicyDirectory() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try ScratchDirectory()
         let checkout = try directory.makeDirectory("checkout")
         try directory.write("checkout/Package.swift", "// swift-tools-version: 6.0\n")
         let policies = try directory.makeDirectory("checkout/policies")

@@ -6,26 +6,6 @@ import Testing
 
 // MARK: - Helpers
 
-/// A scratch directory for manifests, removed when released.
-private final class ScratchPolicyDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/mmpolicy-opstable-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard let made else { throw CocoaError(.fileWriteUnknown) }
-        path = String(cString: made)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    /// Writes `<name>.toml` and returns its path.
-    func manifest(_ name: String, _ text: String) throws -> String {
-        let file = path + "/" + name + ".toml"
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        return file
-    }
-}
 
 /// The manifest text of an oom policy called `name`, using `object`, then `extra`.
 private func manifestText(name: String, kind: String = "oom", object: String, extra: String = "") -> String {
@@ -159,7 +139,7 @@ extension OpsTableTests {
     }
 
     @Test func refusesAManifestWhoseKindDiffersFromTheObject() throws {
-        let dir = try ScratchPolicyDirectory()
+        let dir = try ScratchDirectory()
         let objectPath = TestPaths.policyObject("oom_largest")
         let path = try dir.manifest("kind_mix", manifestText(name: "kind_mix", kind: "readahead", object: objectPath))
         let manifest = try Manifest.load(path: path)
@@ -174,7 +154,7 @@ extension OpsTableTests {
     }
 
     @Test func refusesAManifestNamingAMissingObject() throws {
-        let dir = try ScratchPolicyDirectory()
+        let dir = try ScratchDirectory()
         let path = try dir.manifest("ghost", manifestText(name: "ghost", object: "ghost_policy.bpf.o"))
         let manifest = try Manifest.load(path: path)
         let searched = [dir.path + "/first", dir.path + "/second"]
@@ -186,7 +166,7 @@ extension OpsTableTests {
     }
 
     @Test func refusesAMissingObjectGivenAsAPath() throws {
-        let dir = try ScratchPolicyDirectory()
+        let dir = try ScratchDirectory()
         let path = try dir.manifest("ghost", manifestText(name: "ghost", object: "/nonexistent/ghost.bpf.o"))
         let text = try #require(openFailure(try Manifest.load(path: path), searchPath: objectSearchPath))
         #expect(text.contains("/nonexistent/ghost.bpf.o cannot be read"), "\(text)")
@@ -194,7 +174,7 @@ extension OpsTableTests {
     }
 
     @Test func refusesAParameterTheObjectLacks() throws {
-        let dir = try ScratchPolicyDirectory()
+        let dir = try ScratchDirectory()
         let path = try dir.manifest("extra_param", manifestText(
             name: "extra_param", object: "oom_largest.bpf.o", extra: "[params]\nmin_points = 1\nmax_points = 7\n"))
         let text = try #require(openFailure(try Manifest.load(path: path), searchPath: objectSearchPath))
@@ -204,7 +184,7 @@ extension OpsTableTests {
     }
 
     @Test func refusesAParameterOfTheWrongType() throws {
-        let dir = try ScratchPolicyDirectory()
+        let dir = try ScratchDirectory()
         let path = try dir.manifest("bool_points", manifestText(
             name: "bool_points", object: "oom_largest.bpf.o", extra: "[params]\nmin_points = true\n"))
         let text = try #require(openFailure(try Manifest.load(path: path), searchPath: objectSearchPath))
@@ -238,7 +218,7 @@ extension OpsTableTests {
         #expect(overridden.defaultValue(of: variable) == .integer(0))
 
         // A manifest value other than the default, then an override: the override wins.
-        let dir = try ScratchPolicyDirectory()
+        let dir = try ScratchDirectory()
         let path = try dir.manifest("tuned", manifestText(
             name: "tuned", object: "oom_largest.bpf.o", extra: "[params]\nmin_points = 3\n"))
         let tuned = try Manifest.load(path: path)

@@ -229,3 +229,56 @@ public func runCommand(_ path: String, _ arguments: [String], environment: [Stri
 public func workload(_ arguments: [String]) throws -> ChildProcess {
     try ChildProcess(TestPaths.product("mmpolicy-workload"), arguments)
 }
+
+/// A fresh directory under /tmp for files a test writes (manifests, broken
+/// objects), removed with everything in it when released.
+public final class ScratchDirectory {
+    public let path: String
+
+    public init(prefix: String = "mmpolicy-test") throws {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw Errno(rawValue: errno)
+        }
+        path = String(cString: made)
+    }
+
+    deinit { Self.removeTree(path) }
+
+    /// Writes `bytes` to `name` inside the directory; returns the file's path.
+    @discardableResult
+    public func write(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let file = path + "/" + name
+        let fd = try FileDescriptor.open(FilePath(file), .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite])
+        try fd.closeAfter { _ = try fd.writeAll(bytes) }
+        return file
+    }
+
+    @discardableResult
+    public func write(_ name: String, _ text: String) throws -> String { try write(name, Array(text.utf8)) }
+
+    /// Writes manifest `<name>.toml`; returns its path.
+    @discardableResult
+    public func manifest(_ name: String, _ text: String) throws -> String { try write(name + ".toml", text) }
+
+    public func makeDirectory(_ name: String) throws -> String {
+        var directory = path
+        for component in name.split(separator: "/") {
+            directory += "/" + component
+            guard mkdir(directory, 0o755) == 0 || errno == EEXIST else { throw Errno(rawValue: errno) }
+        }
+        return directory
+    }
+
+    static func removeTree(_ path: String) {
+        if let dir = opendir(path) {
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard name != ".", name != ".." else { continue }
+                if entry.pointee.d_type == UInt8(DT_DIR) { removeTree(path + "/" + name) } else { unlink(path + "/" + name) }
+            }
+            closedir(dir)
+        }
+        rmdir(path)
+    }
+}
