@@ -52,24 +52,27 @@ struct BTFReader {
         btf__name_by_offset(btf, t.pointee.name_off).map { String(cString: $0) } ?? ""
     }
 
+    /// The variables BTF places in data section `section`: (var type, offset, size).
+    func datasec(_ section: String) -> [(variable: UnsafePointer<btf_type>, offset: Int, size: Int)] {
+        let id = btf__find_by_name_kind(btf, section, UInt32(15) /* BTF_KIND_DATASEC */)
+        guard id > 0, let sec = type(UInt32(id)), let infos = btf_var_secinfos(sec) else { return [] }
+        return (0..<Int(btf_vlen(sec))).compactMap { i in
+            guard let v = type(infos[i].type), btf_is_var(v) else { return nil }
+            return (v, Int(infos[i].offset), Int(infos[i].size))
+        }
+    }
+
     /// The variables of data section `section` (e.g. ".rodata"), in offset order.
     func variables(in section: String) -> [GlobalVariable] {
-        let id = btf__find_by_name_kind(btf, section, UInt32(15) /* BTF_KIND_DATASEC */)
-        guard id > 0, let sec = type(UInt32(id)) else { return [] }
-        let infos = btf_var_secinfos(sec)!
-        return (0..<Int(btf_vlen(sec))).compactMap { i -> GlobalVariable? in
-            let info = infos[i]
-            guard let v = type(info.type), btf_is_var(v) else { return nil }
-            return GlobalVariable(
-                name: name(of: v), section: section, offset: Int(info.offset), size: Int(info.size),
-                type: resolve(v.pointee.type))
+        datasec(section).map { v, offset, size in
+            GlobalVariable(name: name(of: v), section: section, offset: offset, size: size, type: resolve(v.pointee.type))
         }.sorted { $0.offset < $1.offset }
     }
 
-    /// The named fields of struct `structName` with their byte offsets.
+    /// The named fields of the struct `typeID` resolves to, with their byte offsets.
     func members(ofStruct typeID: UInt32) -> [(name: String, offset: Int, type: GlobalType)] {
-        guard let t = type(btf__resolve_type(btf, typeID) > 0 ? UInt32(btf__resolve_type(btf, typeID)) : typeID),
-              btf_is_struct(t), let members = btf_members(t) else { return [] }
+        let resolved = btf__resolve_type(btf, typeID)
+        guard resolved > 0, let t = type(UInt32(resolved)), btf_is_struct(t), let members = btf_members(t) else { return [] }
         return (0..<Int(btf_vlen(t))).map { i in
             let m = members[i]
             let memberName = btf__name_by_offset(btf, m.name_off).map { String(cString: $0) } ?? ""
@@ -117,12 +120,9 @@ extension BPFObject {
     /// layout; nil if the object has no BTF.
     public func btfVariables(in section: String) -> [BTFStructVariable]? {
         guard let btf else { return nil }
-        let id = btf__find_by_name_kind(btf.btf, section, UInt32(15) /* BTF_KIND_DATASEC */)
-        guard id > 0, let sec = btf.type(UInt32(id)), let infos = btf_var_secinfos(sec) else { return [] }
-        return (0..<Int(btf_vlen(sec))).compactMap { i in
-            guard let v = btf.type(infos[i].type), btf_is_var(v) else { return nil }
-            return BTFStructVariable(
-                name: btf.name(of: v), offset: Int(infos[i].offset),
+        return btf.datasec(section).map { v, offset, _ in
+            BTFStructVariable(
+                name: btf.name(of: v), offset: offset,
                 structName: btf.structName(ofVariableType: v.pointee.type),
                 members: btf.members(ofStruct: v.pointee.type))
         }

@@ -3,8 +3,10 @@ import Synchronization
 
 /// Collects what libbpf prints, so errors can quote it instead of it going
 /// to stderr. libbpf has one process-wide print callback; this installs it
-/// once and keeps the recent warnings and debug lines per thread of work in a
-/// small ring shared by all objects (tagged by object name).
+/// once and keeps the most recent warnings (debug lines are dropped) in a
+/// ring shared by all objects. An error quotes the lines printed since its
+/// operation began; operations running at the same time on other threads may
+/// add lines of their own to that span.
 enum LibbpfLog {
     private static let ring = Mutex<[String]>([])
     private static let capacity = 256

@@ -40,7 +40,7 @@ public struct MemoryCgroupMount: Sendable, Equatable {
         // mountinfo escapes space, tab, newline and backslash as \ooo.
         var out = "", chars = Array(path), i = 0
         while i < chars.count {
-            if chars[i] == "\\", i + 3 < chars.count + 0, let code = UInt8(String(chars[(i + 1)...(i + 3)]), radix: 8) {
+            if chars[i] == "\\", i + 3 < chars.count, let code = UInt8(String(chars[(i + 1)...(i + 3)]), radix: 8) {
                 out.append(Character(UnicodeScalar(code))); i += 4
             } else { out.append(chars[i]); i += 1 }
         }

@@ -32,7 +32,7 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let policy = try location.open(target, overrides: assignments.map { ($0.key, $0.value) })
-        let start = monotonicNow()
+        let start = monotonicNanoseconds()
         do {
             try policy.load()
         } catch {
@@ -47,7 +47,7 @@ struct VerifyCommand: ParsableCommand {
             }
             throw ExitCode(1)
         }
-        let elapsed = Double(monotonicNow() - start) / 1e6
+        let elapsed = Double(monotonicNanoseconds() - start) / 1e6
         let programs = try policy.object.programs.map { program in
             let info = try program.info()
             return Output.Program(name: program.name, type: program.type.description, instructions: program.instructionCount,
@@ -61,12 +61,6 @@ struct VerifyCommand: ParsableCommand {
                         programs.map { [$0.name, $0.type, String($0.instructions), String($0.verifiedInstructions), "\($0.jitedBytes) B"] }))
         }
     }
-}
-
-func monotonicNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 extension String {

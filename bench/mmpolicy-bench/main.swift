@@ -36,10 +36,10 @@ struct Bench: ParsableCommand {
         for name in policies {
             var samples: [Double] = []
             for _ in 0..<loadTrials {
-                let start = now()
+                let start = monotonicNanoseconds()
                 let policy = try Policy.open(objectPath: "\(objects)/\(name).bpf.o")
                 try policy.load()
-                samples.append(Double(now() - start) / 1e6)
+                samples.append(Double(monotonicNanoseconds() - start) / 1e6)
             }
             print("| \(name) | \(fmt(percentile(samples, 50))) | \(fmt(percentile(samples, 99))) | \(fmt(samples.max()!)) | <= 100 ms |")
         }
@@ -64,9 +64,9 @@ struct Bench: ParsableCommand {
             let filler = target > current ? try IdleProcesses(workload: workload, count: target - current) : nil
             let live = liveProcessCount()
             let scan = try (0..<min(runs, 200)).map { _ -> Double in
-                let start = now()
+                let start = monotonicNanoseconds()
                 _ = procScanVictim()
-                return Double(now() - start) / 1e3
+                return Double(monotonicNanoseconds() - start) / 1e3
             }
             for (name, policy, selector) in loaded {
                 let request = OOMRequest(trigger: .test, scope: .system, limitBytes: limit, daemonPID: getpid())
@@ -75,9 +75,9 @@ struct Bench: ParsableCommand {
                 var samples: [Double] = []
                 samples.reserveCapacity(runs)
                 for _ in 0..<runs {
-                    let start = now()
+                    let start = monotonicNanoseconds()
                     let decision = try selector.selectVictim(request)
-                    samples.append(Double(now() - start) / 1e3)
+                    samples.append(Double(monotonicNanoseconds() - start) / 1e3)
                     precondition(decision.decided, "\(name) made no decision")
                 }
                 let after = try program.info()
@@ -193,12 +193,6 @@ func write(_ path: String, _ text: String) throws {
     guard fd >= 0 else { throw BenchError("cannot open \(path): errno \(errno)") }
     defer { close(fd) }
     guard Glibc.write(fd, text, text.utf8.count) == text.utf8.count else { throw BenchError("cannot write \(path): errno \(errno)") }
-}
-
-func now() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 func percentile(_ samples: [Double], _ p: Double) -> Double {

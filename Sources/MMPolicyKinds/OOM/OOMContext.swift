@@ -101,9 +101,3 @@ public struct OOMSelector {
             score: ctx.score, reason: .init(raw: ctx.reason), candidates: Int(ctx.candidates), status: status)
     }
 }
-
-func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
