@@ -13,6 +13,11 @@ public struct MemoryCgroupMount: Sendable, Equatable {
     public var version: Version
     public var path: String
 
+    public init(version: Version, path: String) {
+        self.version = version
+        self.path = path
+    }
+
     /// Finds the memory controller's mount in `mountinfo` (default: this process's).
     public static func detect(mountinfo: String? = nil) -> MemoryCgroupMount? {
         guard let text = mountinfo ?? (try? String(contentsOfProcFile: "/proc/self/mountinfo")) else { return nil }

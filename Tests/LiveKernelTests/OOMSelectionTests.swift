@@ -1,4 +1,5 @@
 import BPFKit
+import CMMPolicyABI
 import MMPolicyCore
 import MMPolicyKinds
 import MMPolicyTestSupport
@@ -70,6 +71,38 @@ import Glibc
         let relative = String(inner.dropFirst(memcg.mount.path.count + 1))
         #expect(try ResolvedScope.cgroup(relative) == ResolvedScope.cgroup(inner))
         _ = innerProc
+    }
+
+    /// cgroup v2 membership (the unified hierarchy's `dfl_cgrp`). This
+    /// machine's cgroup2 has no memory controller, but membership does not
+    /// need one: processes are moved into real v2 cgroups and the policy must
+    /// see exactly those.
+    @Test func scopeWorksOnTheUnifiedHierarchy() throws {
+        let unified = try #require(Self.cgroup2Mount(), "no cgroup2 mount in /proc/self/mountinfo")
+        let group = try TemporaryMemcg(prefix: "mmpolicy-v2-test", mount: unified)
+        let inner = try group.child("inner")
+        let top = try workload(["hold", "--rss", "64M", "--cgroup", group.path])
+        let nested = try workload(["hold", "--rss", "32M", "--cgroup", inner])
+        let outsider = try workload(["hold", "--rss", "256M"])
+        let (_, selector) = try openLoaded("oom_largest")
+
+        let scope = try ResolvedScope.cgroup(group.path, mount: unified)
+        #expect(scope.abi.hierarchy == UInt32(MMPOLICY_HIERARCHY_V2.rawValue))
+        let decision = try selector.selectVictim(request(scope))
+        #expect(decision.victimPID == top.pid)
+        #expect(decision.candidates == 2)
+        let innerDecision = try selector.selectVictim(request(try .cgroup(inner, mount: unified)))
+        #expect(innerDecision.victimPID == nested.pid)
+        #expect(innerDecision.candidates == 1)
+        _ = outsider
+    }
+
+    static func cgroup2Mount() -> MemoryCgroupMount? {
+        guard let text = try? readFile("/proc/self/mountinfo") else { return nil }
+        for line in text.split(separator: "\n") where line.contains(" - cgroup2 ") {
+            return MemoryCgroupMount(version: .v2, path: String(line.split(separator: " ")[4]))
+        }
+        return nil
     }
 
     @Test func oomScoreAdjShiftsTheChoiceLikeTheKernel() throws {

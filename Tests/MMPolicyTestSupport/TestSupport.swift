@@ -58,8 +58,10 @@ public final class TemporaryMemcg {
     public let path: String
     public let mount: MemoryCgroupMount
 
-    public init(prefix: String = "mmpolicy-test", limitBytes: UInt64? = nil) throws {
-        guard let mount = MemoryCgroupMount.detect() else { throw Errno.noSuchFileOrDirectory }
+    /// `mount` defaults to the memory controller's hierarchy; tests of v2
+    /// scope membership pass the cgroup2 mount even where it has no memory controller.
+    public init(prefix: String = "mmpolicy-test", limitBytes: UInt64? = nil, mount: MemoryCgroupMount? = .detect()) throws {
+        guard let mount else { throw Errno.noSuchFileOrDirectory }
         self.mount = mount
         path = "\(mount.path)/\(prefix)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         guard mkdir(path, 0o755) == 0 else { throw Errno(rawValue: errno) }
