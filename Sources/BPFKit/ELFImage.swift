@@ -13,7 +13,8 @@ public struct ELFImage: Sendable {
         public var index: Int
         public var name: String
         public var type: UInt32
-        public var data: [UInt8]
+        /// The section's bytes: a slice of the file's bytes (no copy).
+        public var data: ArraySlice<UInt8>
         /// For SHT_REL: the index of the section the relocations apply to.
         public var info: UInt32
     }
@@ -82,10 +83,12 @@ public struct ELFImage: Sendable {
                     return "it is truncated: a section ends at byte \(sh.sh_offset + sh.sh_size) but the file has \(buffer.count) bytes"
                 }
                 let name = elf_strptr(elf, stringIndex, Int(sh.sh_name)).map { String(cString: $0) } ?? ""
-                var data: [UInt8] = []
-                if sh.sh_type != UInt32(SHT_NOBITS), let d = elf_getdata(section, nil), let base = d.pointee.d_buf {
-                    data = Array(UnsafeRawBufferPointer(start: base, count: d.pointee.d_size))
-                    if sh.sh_type == UInt32(SHT_SYMTAB) {
+                // The image is read in place (ELF_C_READ_MEMORY), so a section's
+                // data is bytes[sh_offset ..< sh_offset + sh_size].
+                var data: ArraySlice<UInt8> = []
+                if sh.sh_type != UInt32(SHT_NOBITS) {
+                    data = bytes[Int(sh.sh_offset)..<Int(sh.sh_offset + sh.sh_size)]
+                    if sh.sh_type == UInt32(SHT_SYMTAB), let d = elf_getdata(section, nil) {
                         symtab = (d, Int(sh.sh_link), Int(sh.sh_size / max(sh.sh_entsize, 1)))
                     }
                 }
@@ -133,11 +136,13 @@ public struct ELFImage: Sendable {
     }
 }
 
-extension Array where Element == UInt8 {
+extension RandomAccessCollection where Element == UInt8, Index == Int {
+    /// The little-endian integer at `offset` from the start (of a slice, too);
+    /// bytes past the end read as 0.
     public func loadLittleEndian<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
         var value: T = 0
         for i in 0..<MemoryLayout<T>.size where offset + i < count {
-            value |= T(truncatingIfNeeded: self[offset + i]) << (8 * i)
+            value |= T(truncatingIfNeeded: self[startIndex + offset + i]) << (8 * i)
         }
         return value
     }

@@ -96,8 +96,7 @@ public struct OpsTable: Sendable, Equatable {
         }
         callbacks = bound.sorted { $0.slot < $1.slot }
         if let nameMember = members.first(where: { $0.name == "name" }) {
-            let start = table.offset + nameMember.offset
-            let bytes = opsSection.data[min(start, opsSection.data.count)..<min(start + Int(MMPOLICY_NAME_LEN), opsSection.data.count)]
+            let bytes = opsSection.data.dropFirst(table.offset + nameMember.offset).prefix(Int(MMPOLICY_NAME_LEN))
             name = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
         } else {
             name = ""

@@ -134,11 +134,6 @@ import Glibc
 }
 
 func readBytes(_ path: String) throws -> [UInt8] {
-    let text = try readFileBytes(path)
-    return text
-}
-
-func readFileBytes(_ path: String) throws -> [UInt8] {
     guard let file = fopen(path, "rb") else { throw BPFError(.read, object: path, reason: "cannot open") }
     defer { fclose(file) }
     var bytes: [UInt8] = []

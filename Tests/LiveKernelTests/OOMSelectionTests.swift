@@ -52,16 +52,16 @@ import Glibc
     @Test func scopeIsASubtreeAtAnyDepth() throws {
         let memcg = try TemporaryMemcg()
         let inner = try memcg.child("inner")
-        let deeper = try TemporaryMemcgChild(parent: inner, name: "deeper")
+        let deeper = try memcg.child("inner/deeper")
         let parentHog = try workload(["hold", "--rss", "128M", "--cgroup", memcg.path])
         let innerProc = try workload(["hold", "--rss", "24M", "--cgroup", inner])
-        let deepProc = try workload(["hold", "--rss", "40M", "--cgroup", deeper.path])
+        let deepProc = try workload(["hold", "--rss", "40M", "--cgroup", deeper])
         let (_, selector) = try openLoaded("oom_largest")
 
         let innerDecision = try selector.selectVictim(request(try .cgroup(inner)))
         #expect(innerDecision.victimPID == deepProc.pid, "nested cgroups belong to the scope")
         #expect(innerDecision.candidates == 2)
-        let deepDecision = try selector.selectVictim(request(try .cgroup(deeper.path)))
+        let deepDecision = try selector.selectVictim(request(try .cgroup(deeper)))
         #expect(deepDecision.victimPID == deepProc.pid)
         #expect(deepDecision.candidates == 1)
         let outerDecision = try selector.selectVictim(request(try .cgroup(memcg.path)))
@@ -184,14 +184,5 @@ import Glibc
         #expect(decision.candidates == Int(scope.level))
         #expect(scope.level == 2)
         #expect(scope.abi.cgroup_id == scope.cgroupID && scope.cgroupID > 1)
-    }
-}
-
-/// A child cgroup created below another (the parent's owner removes it).
-struct TemporaryMemcgChild {
-    let path: String
-    init(parent: String, name: String) throws {
-        path = parent + "/" + name
-        guard mkdir(path, 0o755) == 0 else { throw BPFError(.read, object: path, reason: "mkdir failed") }
     }
 }

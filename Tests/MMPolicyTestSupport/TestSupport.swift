@@ -77,10 +77,6 @@ public final class TemporaryMemcg {
         return child
     }
 
-    public func pids(in cgroup: String? = nil) -> [Int32] {
-        ((try? readFile((cgroup ?? path) + "/cgroup.procs")) ?? "").split(separator: "\n").compactMap { Int32($0) }
-    }
-
     deinit {
         // Depth-first: kill members, then remove children before the parent.
         func remove(_ dir: String) {
@@ -146,24 +142,6 @@ public final class ChildProcess {
             if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
             line.append(byte)
         }
-    }
-
-    public var isAlive: Bool {
-        // A zombie still answers kill(0); look at its state.
-        guard let stat = try? readFile("/proc/\(pid)/stat") else { return false }
-        guard let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(close, offsetBy: 2)]
-        return state != "Z" && state != "X"
-    }
-
-    /// Resident set size in bytes (VmRSS).
-    public var residentBytes: UInt64 {
-        guard let status = try? readFile("/proc/\(pid)/status") else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            let kb = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0
-            return kb * 1024
-        }
-        return 0
     }
 
     deinit {
