@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         .systemLibrary(
@@ -39,10 +42,20 @@ let package = Package(
             name: "MMPolicyKinds",
             dependencies: ["BPFKit", "MMPolicyCore", "CMMPolicyABI"]
         ),
+        .target(
+            name: "MMPolicyDaemon",
+            dependencies: [
+                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "CMMPolicyABI",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "mmpolicy",
             dependencies: [
-                "BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyCore", "MMPolicyKinds",
+                "BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyCore", "MMPolicyKinds", "MMPolicyDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -66,6 +79,7 @@ let package = Package(
         ),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyTestSupport"]),
         .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "BPFKit", "MMPolicyTestSupport"]),
+        .testTarget(name: "MMPolicyDaemonTests", dependencies: ["MMPolicyDaemon", "MMPolicyCore", "MMPolicyTestSupport"]),
         .testTarget(
             name: "LiveKernelTests",
             dependencies: [

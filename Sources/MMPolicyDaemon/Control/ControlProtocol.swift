@@ -1,0 +1,164 @@
+/// The control socket's protocol, version 1.
+///
+/// A client connects to the daemon's Unix stream socket, writes one request
+/// as a single line of JSON (UTF-8, ending in "\n", at most 1 MiB), reads one
+/// response line, and closes. Only root may connect (the daemon checks the
+/// peer with SO_PEERCRED). Unknown fields are ignored, so fields can be added
+/// without a version bump; removing or changing one bumps `version`.
+public enum ControlProtocol {
+    public static let version = 1
+    public static let maxMessageBytes = 1 << 20
+}
+
+/// A request to the daemon.
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public enum Command: String, Codable, Sendable, CaseIterable {
+        /// Is the daemon up? Answers `daemon`.
+        case ping
+        /// Load a policy (`load`); answers `policies` with the loaded one.
+        case load
+        /// Unload policy `name`.
+        case unload
+        /// Every loaded policy (`policies`) and `daemon`.
+        case status
+        /// The audit trail (`events`), filtered by `query`.
+        case events
+    }
+
+    public var version: Int
+    public var command: Command
+    public var load: LoadRequest?
+    /// For `unload`.
+    public var name: String?
+    /// For `events`.
+    public var query: EventQuery?
+
+    public init(command: Command, load: LoadRequest? = nil, name: String? = nil, query: EventQuery? = nil) {
+        self.version = ControlProtocol.version
+        self.command = command
+        self.load = load
+        self.name = name
+        self.query = query
+    }
+}
+
+/// `mmpolicy load`'s arguments.
+public struct LoadRequest: Codable, Sendable, Equatable {
+    /// A policy name from the daemon's policy directory, or a manifest path.
+    public var policy: String
+    /// "system" or a cgroup path; nil = the manifest's scope.
+    public var scope: String?
+    /// "enforce" or "observe"; nil = the manifest's mode.
+    public var mode: String?
+    public var overrides: [ParameterOverride]
+    /// Name to load it under (to run one policy on several scopes); nil = the manifest's name.
+    public var alias: String?
+
+    public init(policy: String, scope: String? = nil, mode: String? = nil, overrides: [ParameterOverride] = [], alias: String? = nil) {
+        self.policy = policy
+        self.scope = scope
+        self.mode = mode
+        self.overrides = overrides
+        self.alias = alias
+    }
+}
+
+/// Which events to return, newest last.
+public struct EventQuery: Codable, Sendable, Equatable {
+    public var policy: String?
+    /// Only events at or after this wall-clock time (ns since the epoch).
+    public var sinceNs: Int64?
+    public var limit: Int?
+
+    public init(policy: String? = nil, sinceNs: Int64? = nil, limit: Int? = nil) {
+        self.policy = policy
+        self.sinceNs = sinceNs
+        self.limit = limit
+    }
+}
+
+/// The daemon's answer. `error` is set exactly when `ok` is false.
+public struct ControlResponse: Codable, Sendable, Equatable {
+    public var version: Int
+    public var ok: Bool
+    /// One paragraph naming what went wrong and the fix.
+    public var error: String?
+    public var daemon: DaemonInfo?
+    public var policies: [PolicyStatus]?
+    public var events: [EventRecord]?
+
+    public init(ok: Bool = true, error: String? = nil, daemon: DaemonInfo? = nil,
+                policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil) {
+        self.version = ControlProtocol.version
+        self.ok = ok
+        self.error = error
+        self.daemon = daemon
+        self.policies = policies
+        self.events = events
+    }
+
+    public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+}
+
+/// The daemon itself.
+public struct DaemonInfo: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var version: String
+    public var startedNs: Int64
+    public var socketPath: String
+    public var stateDirectory: String
+
+    public init(pid: Int32, version: String, startedNs: Int64, socketPath: String, stateDirectory: String) {
+        self.pid = pid
+        self.version = version
+        self.startedNs = startedNs
+        self.socketPath = socketPath
+        self.stateDirectory = stateDirectory
+    }
+}
+
+/// One loaded policy as `mmpolicy status` shows it.
+public struct PolicyStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var kind: String
+    public var scope: String
+    public var mode: String
+    public var objectPath: String
+    public var loadedNs: Int64
+    public var uptimeSeconds: Double
+    public var decisions: Int
+    public var enforced: Int
+    public var rejections: Int
+    public var fallbacks: Int
+    /// Observe mode: decisions whose victim matched the kernel's, and those that did not.
+    public var agreements: Int
+    public var disagreements: Int
+    public var lastDecision: EventRecord?
+    /// Summed over the policy's programs (needs bpf_stats_enabled for time).
+    public var bpfRunCount: UInt64
+    public var bpfRunTimeNs: UInt64
+    public var parameters: [ParameterOverride]
+
+    public init(name: String, kind: String, scope: String, mode: String, objectPath: String, loadedNs: Int64,
+                uptimeSeconds: Double, decisions: Int = 0, enforced: Int = 0, rejections: Int = 0, fallbacks: Int = 0,
+                agreements: Int = 0, disagreements: Int = 0, lastDecision: EventRecord? = nil,
+                bpfRunCount: UInt64 = 0, bpfRunTimeNs: UInt64 = 0, parameters: [ParameterOverride] = []) {
+        self.name = name
+        self.kind = kind
+        self.scope = scope
+        self.mode = mode
+        self.objectPath = objectPath
+        self.loadedNs = loadedNs
+        self.uptimeSeconds = uptimeSeconds
+        self.decisions = decisions
+        self.enforced = enforced
+        self.rejections = rejections
+        self.fallbacks = fallbacks
+        self.agreements = agreements
+        self.disagreements = disagreements
+        self.lastDecision = lastDecision
+        self.bpfRunCount = bpfRunCount
+        self.bpfRunTimeNs = bpfRunTimeNs
+        self.parameters = parameters
+    }
+}
