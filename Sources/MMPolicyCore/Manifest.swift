@@ -173,6 +173,63 @@ public struct ProtectList: Sendable, Equatable {
     public static let maxCommBytes = 15
 }
 
+/// When a scope counts as running out of memory before the kernel says so.
+///
+/// The kernel's OOM killer acts late, after reclaim has thrashed; these
+/// settings let the daemon ask the policy earlier: at system scope when
+/// MemAvailable and SwapFree fall below their thresholds (earlyoom's rule) or
+/// a PSI trigger fires, and for a cgroup v2 scope when memory.current comes
+/// within a headroom of memory.max. `nil` means the kind's default.
+public struct TriggerSettings: Sendable, Equatable {
+    /// Act when MemAvailable is at or below this percent of MemTotal (and swap is short too).
+    public var memAvailablePercent: Double?
+    /// ... and SwapFree is at or below this percent of SwapTotal (a system without swap counts as 0 %).
+    public var swapFreePercent: Double?
+    /// A PSI memory trigger that wakes the daemon; it acts if memory is also short.
+    public var psi: PSITriggerSpec?
+    /// cgroup v2: act when memory.current is within this percent of memory.max.
+    public var memcgHeadroomPercent: Double?
+    /// cgroup v2: raise the policy's next victim's oom_score_adj so that a kernel OOM kill agrees with it.
+    public var steerOOMScoreAdj: Bool?
+
+    public init(memAvailablePercent: Double? = nil, swapFreePercent: Double? = nil, psi: PSITriggerSpec? = nil,
+                memcgHeadroomPercent: Double? = nil, steerOOMScoreAdj: Bool? = nil) {
+        self.memAvailablePercent = memAvailablePercent
+        self.swapFreePercent = swapFreePercent
+        self.psi = psi
+        self.memcgHeadroomPercent = memcgHeadroomPercent
+        self.steerOOMScoreAdj = steerOOMScoreAdj
+    }
+
+    /// The keys a `[trigger]` table may hold.
+    public static let knownKeys = [
+        "mem_available_percent", "swap_free_percent", "psi", "memcg_headroom_percent", "steer_oom_score_adj",
+    ]
+}
+
+/// A PSI trigger as the kernel takes it: "some|full STALL_US WINDOW_US".
+public struct PSITriggerSpec: Sendable, Equatable, CustomStringConvertible {
+    public var full: Bool
+    public var stallMicroseconds: UInt64
+    public var windowMicroseconds: UInt64
+
+    public init(full: Bool, stallMicroseconds: UInt64, windowMicroseconds: UInt64) {
+        self.full = full
+        self.stallMicroseconds = stallMicroseconds
+        self.windowMicroseconds = windowMicroseconds
+    }
+
+    /// Parses "some 150000 2000000"; nil unless the stall is positive and at most the window.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: true)
+        guard parts.count == 3, parts[0] == "some" || parts[0] == "full",
+              let stall = UInt64(parts[1]), let window = UInt64(parts[2]), stall > 0, stall <= window else { return nil }
+        self.init(full: parts[0] == "full", stallMicroseconds: stall, windowMicroseconds: window)
+    }
+
+    public var description: String { "\(full ? "full" : "some") \(stallMicroseconds) \(windowMicroseconds)" }
+}
+
 // MARK: - Manifest
 
 /// One policy as declared in `policies/<name>.toml`: which BPF object to load,
@@ -198,6 +255,8 @@ public struct Manifest: Sendable, Equatable {
     public var paramOrder: [String]
     public var guards: GuardSettings
     public var protect: ProtectList
+    /// When the daemon asks the policy to decide (early triggers); `nil` fields take the kind's defaults.
+    public var trigger: TriggerSettings = TriggerSettings()
     /// The file the manifest was read from.
     public var path: String
 
@@ -234,7 +293,7 @@ public struct Manifest: Sendable, Equatable {
 
     /// The top-level keys a manifest may hold.
     public static let knownKeys = [
-        "name", "kind", "object", "description", "scope", "mode", "params", "guards", "protect",
+        "name", "kind", "object", "description", "scope", "mode", "params", "guards", "protect", "trigger",
     ]
 
     /// The top-level keys a manifest must hold.
@@ -390,6 +449,7 @@ private struct ManifestReader {
         }
         if let value = root["guards"] { manifest.guards = try readGuards(value) }
         if let value = root["protect"] { manifest.protect = try readProtect(value) }
+        if let value = root["trigger"] { manifest.trigger = try readTrigger(value) }
         return manifest
     }
 
@@ -480,18 +540,20 @@ private struct ManifestReader {
         return settings
     }
 
-    func integer(_ value: TOMLValueConvertible, _ key: String, min: Int, _ rule: String) throws(ManifestError) -> Int {
+    func integer(_ value: TOMLValueConvertible, _ key: String, min: Int, _ rule: String,
+                 table: String = "guards") throws(ManifestError) -> Int {
         guard let number = value.int else {
-            throw fail(["guards", key], .wrongType(expected: rule, found: found(value)))
+            throw fail([table, key], .wrongType(expected: rule, found: found(value)))
         }
         guard number >= min else {
-            throw fail(["guards", key], .invalidValue(expected: rule, found: found(value)))
+            throw fail([table, key], .invalidValue(expected: rule, found: found(value)))
         }
         return number
     }
 
     func number(
-        _ value: TOMLValueConvertible, _ key: String, in range: ClosedRange<Double>, _ rule: String
+        _ value: TOMLValueConvertible, _ key: String, in range: ClosedRange<Double>, _ rule: String,
+        table: String = "guards"
     ) throws(ManifestError) -> Double {
         let number: Double
         if let double = value.double {
@@ -499,12 +561,46 @@ private struct ManifestReader {
         } else if let int = value.int {
             number = Double(int)
         } else {
-            throw fail(["guards", key], .wrongType(expected: rule, found: found(value)))
+            throw fail([table, key], .wrongType(expected: rule, found: found(value)))
         }
         guard range.contains(number) else {  // false for NaN too
-            throw fail(["guards", key], .invalidValue(expected: rule, found: found(value)))
+            throw fail([table, key], .invalidValue(expected: rule, found: found(value)))
         }
         return number
+    }
+
+    // MARK: trigger
+
+    func readTrigger(_ value: TOMLValueConvertible) throws(ManifestError) -> TriggerSettings {
+        let trigger = try table(value, "trigger")
+        try checkKeys(trigger, at: ["trigger"], known: TriggerSettings.knownKeys)
+        var settings = TriggerSettings()
+        for key in trigger.keys.sorted() {
+            let value = trigger[key]!
+            switch key {
+            case "mem_available_percent":
+                settings.memAvailablePercent = try number(value, key, in: 0...100, "a number from 0 to 100 (percent of MemTotal)", table: "trigger")
+            case "swap_free_percent":
+                settings.swapFreePercent = try number(value, key, in: 0...100, "a number from 0 to 100 (percent of SwapTotal)", table: "trigger")
+            case "memcg_headroom_percent":
+                settings.memcgHeadroomPercent = try number(value, key, in: 0...50, "a number from 0 to 50 (percent of memory.max)", table: "trigger")
+            case "psi":
+                let rule = "a PSI trigger \"some|full STALL_US WINDOW_US\", e.g. \"full 500000 2000000\""
+                guard let text = value.string else { throw fail(["trigger", key], .wrongType(expected: rule, found: found(value))) }
+                guard let psi = PSITriggerSpec(parsing: text) else {
+                    throw fail(["trigger", key], .invalidValue(expected: rule, found: found(value)))
+                }
+                settings.psi = psi
+            case "steer_oom_score_adj":
+                guard let flag = value.bool else {
+                    throw fail(["trigger", key], .wrongType(expected: "true or false", found: found(value)))
+                }
+                settings.steerOOMScoreAdj = flag
+            default:
+                throw fail(["trigger", key], .unknownKey(known: TriggerSettings.knownKeys))
+            }
+        }
+        return settings
     }
 
     // MARK: protect

@@ -46,7 +46,7 @@ public struct ObjectSearchPath: Sendable, Equatable {
 }
 
 /// The directory containing `path` ("/a/b/" and "/a/b" both give "/a").
-func parentDirectory(of path: String) -> String {
+public func parentDirectory(of path: String) -> String {
     var components = path.split(separator: "/", omittingEmptySubsequences: true)
     guard !components.isEmpty else { return "/" }
     components.removeLast()

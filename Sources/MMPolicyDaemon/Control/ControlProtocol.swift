@@ -1,3 +1,5 @@
+import MMPolicyCore
+
 /// The control socket's protocol, version 1.
 ///
 /// A client connects to the daemon's Unix stream socket, writes one request

@@ -8,6 +8,16 @@ import MMPolicyCore
 /// Why an OOM decision is being asked for (`enum mmpolicy_oom_trigger`).
 public enum OOMTrigger: UInt32, Sendable, CaseIterable {
     case test = 0, memcgOOM = 1, pressure = 2, lowMemory = 3
+
+    /// The name events and the CLI use.
+    public var name: String {
+        switch self {
+        case .test: return "test"
+        case .memcgOOM: return "memcg-oom"
+        case .pressure: return "pressure"
+        case .lowMemory: return "low-memory"
+        }
+    }
 }
 
 /// The inputs of one OOM decision, marshalled into `struct mmpolicy_oom_ctx`.

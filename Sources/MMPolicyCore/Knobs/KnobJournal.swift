@@ -1,0 +1,177 @@
+import SystemPackage
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the knob journal keeps original values. The daemon's state store is
+/// the durable one; tests may keep them in memory.
+public protocol KnobJournalStorage: Sendable {
+    /// Records `original` for `path` unless an original is already recorded
+    /// (the first original wins); returns whether it was recorded.
+    func journalOriginal(path: String, original: String, owner: String) throws -> Bool
+    /// Every recorded original, optionally only `owner`'s.
+    func journalEntries(owner: String?) throws -> [KnobJournalEntry]
+    func forgetJournal(path: String) throws
+}
+
+/// A kernel knob's value before mmpolicy first changed it.
+public struct KnobJournalEntry: Codable, Sendable, Equatable {
+    public var path: String
+    public var original: String
+    /// Who changed it: a policy name, or "daemon".
+    public var owner: String
+    public var recordedNs: Int64
+
+    public init(path: String, original: String, owner: String, recordedNs: Int64) {
+        self.path = path
+        self.original = original
+        self.owner = owner
+        self.recordedNs = recordedNs
+    }
+}
+
+/// A knob write or restore that failed: names the file and the fix.
+public struct KnobError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var operation: String
+    public var errno: Errno?
+    public var detail: String
+
+    public var description: String {
+        var text = "\(operation) \(path) failed"
+        if let errno { text += ": \(errno.description) (errno \(errno.rawValue))" }
+        if !detail.isEmpty { text += ": \(detail)" }
+        return text + "."
+    }
+}
+
+/// The one way mmpolicy changes a kernel knob (memcg files, oom_score_adj,
+/// sysctls, /sys/kernel/mm/*, read_ahead_kb): the original value is recorded
+/// durably before the first write, so unload, shutdown and the next start
+/// after a crash can put it back.
+public final class KnobJournal: Sendable {
+    /// How a knob's current value is read back for journaling, when the file's
+    /// text is not itself the value to restore (memory.oom_control's
+    /// "oom_kill_disable 0\nunder_oom 0..." restores as "0").
+    public typealias OriginalReader = @Sendable (String) -> String
+
+    private let storage: any KnobJournalStorage
+    /// Serialises read-original-then-write so two writers cannot journal each other's value.
+    private let lock = Mutex(())
+
+    public init(storage: any KnobJournalStorage) { self.storage = storage }
+
+    /// Writes `value` to `path`, first journaling the current value as read
+    /// by `original` (default: the file's text, trimmed) under `owner`.
+    public func write(_ value: String, to path: String, owner: String,
+                      original: OriginalReader = KnobJournal.trimmedText) throws(KnobError) {
+        try lock.withLock { _ throws(KnobError) in
+            let current: String
+            do { current = try String(contentsOfProcFile: path) } catch {
+                throw KnobError(path: path, operation: "reading the original of", errno: (error as? Errno), detail: "")
+            }
+            do {
+                _ = try storage.journalOriginal(path: path, original: original(current), owner: owner)
+            } catch {
+                throw KnobError(path: path, operation: "journaling the original of", errno: nil, detail: "\(error)")
+            }
+            try Self.writeFile(path, value)
+        }
+    }
+
+    /// Writes every journaled original of `owner` (all owners if nil) back and
+    /// forgets it. A knob whose file is gone (the cgroup or process no longer
+    /// exists) counts as restored. Returns the failures; the rest are restored.
+    @discardableResult
+    public func restore(owner: String? = nil) -> [KnobError] {
+        lock.withLock { _ in
+            let entries: [KnobJournalEntry]
+            do { entries = try storage.journalEntries(owner: owner) } catch {
+                return [KnobError(path: "(journal)", operation: "reading", errno: nil, detail: "\(error)")]
+            }
+            return restoreLocked(entries)
+        }
+    }
+
+    /// Writes the journaled originals of `paths` back and forgets them (paths
+    /// never journaled are skipped). Returns the failures.
+    @discardableResult
+    public func restore(paths: [String]) -> [KnobError] {
+        lock.withLock { _ in
+            let wanted = Set(paths)
+            let entries = ((try? storage.journalEntries(owner: nil)) ?? []).filter { wanted.contains($0.path) }
+            return restoreLocked(entries)
+        }
+    }
+
+    private func restoreLocked(_ entries: [KnobJournalEntry]) -> [KnobError] {
+        var failures: [KnobError] = []
+        for entry in entries {
+            do throws(KnobError) {
+                try Self.writeFile(entry.path, entry.original)
+            } catch where error.errno == Errno.noSuchFileOrDirectory || error.errno == Errno.noSuchProcess {
+                // The knob went away with its cgroup or process: nothing left to restore.
+            } catch {
+                failures.append(error)
+                continue
+            }
+            do { try storage.forgetJournal(path: entry.path) } catch {
+                failures.append(KnobError(path: entry.path, operation: "forgetting the journal entry of", errno: nil, detail: "\(error)"))
+            }
+        }
+        return failures
+    }
+
+    /// The journaled original of `path`, if any.
+    public func original(of path: String) -> String? {
+        ((try? storage.journalEntries(owner: nil)) ?? []).first { $0.path == path }?.original
+    }
+
+    /// Journaled knobs, optionally only `owner`'s.
+    public func entries(owner: String? = nil) -> [KnobJournalEntry] {
+        (try? storage.journalEntries(owner: owner)) ?? []
+    }
+
+    public static let trimmedText: OriginalReader = { text in
+        String(text.drop(while: { $0 == " " || $0 == "\n" }).reversed().drop(while: { $0 == " " || $0 == "\n" }).reversed())
+    }
+
+    static func writeFile(_ path: String, _ value: String) throws(KnobError) {
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.closeOnExec]) } catch {
+            throw KnobError(path: path, operation: "opening", errno: error as? Errno, detail: "")
+        }
+        defer { try? fd.close() }
+        do { _ = try fd.writeAll(value.utf8) } catch {
+            throw KnobError(path: path, operation: "writing '\(value)' to", errno: error as? Errno, detail: "")
+        }
+    }
+}
+
+/// Journal storage that lives only as long as the process: for tools and
+/// tests that have no state directory.
+public final class InMemoryKnobJournalStorage: KnobJournalStorage {
+    private let entriesByPath = Mutex<[String: KnobJournalEntry]>([:])
+
+    public init() {}
+
+    public func journalOriginal(path: String, original: String, owner: String) throws -> Bool {
+        entriesByPath.withLock { entries in
+            guard entries[path] == nil else { return false }
+            entries[path] = KnobJournalEntry(path: path, original: original, owner: owner, recordedNs: 0)
+            return true
+        }
+    }
+
+    public func journalEntries(owner: String?) throws -> [KnobJournalEntry] {
+        entriesByPath.withLock { entries in
+            entries.values.filter { owner == nil || $0.owner == owner }.sorted { $0.path < $1.path }
+        }
+    }
+
+    public func forgetJournal(path: String) throws {
+        entriesByPath.withLock { _ = $0.removeValue(forKey: path) }
+    }
+}
