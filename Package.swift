@@ -57,6 +57,7 @@ let package = Package(
             dependencies: [
                 "BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyCore", "MMPolicyKinds", "MMPolicyDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

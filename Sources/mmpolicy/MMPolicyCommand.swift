@@ -6,14 +6,15 @@ import MMPolicyCore
 
 /// The `mmpolicy` command line: operators' and policy authors' entry point.
 @main
-struct MMPolicyCommand: ParsableCommand {
+struct MMPolicyCommand: AsyncParsableCommand {
     static let version = "0.1.0"
 
     static let configuration = CommandConfiguration(
         commandName: "mmpolicy",
         abstract: "Run Linux memory-management policies written as BPF programs, safely.",
         version: "mmpolicy \(version) (policy ABI \(mmpolicy_abi_version()), libbpf \(libbpfVersion))",
-        subcommands: [ListCommand.self, InspectCommand.self, VerifyCommand.self]
+        subcommands: [ListCommand.self, InspectCommand.self, VerifyCommand.self, DaemonCommand.self, LoadCommand.self,
+                      UnloadCommand.self, StatusCommand.self, EventsCommand.self]
     )
 }
 
@@ -56,11 +57,14 @@ struct CommandError: Error, CustomStringConvertible {
 struct ParameterAssignment: ExpressibleByArgument {
     var key: String
     var value: ParameterValue
+    /// The value as typed (the daemon parses it again against the object's BTF).
+    var text: String
 
     init?(argument: String) {
         guard let eq = argument.firstIndex(of: "="), eq != argument.startIndex else { return nil }
         key = String(argument[..<eq])
-        value = ParameterValue(parsing: String(argument[argument.index(after: eq)...]))
+        text = String(argument[argument.index(after: eq)...])
+        value = ParameterValue(parsing: text)
     }
 }
 

@@ -1,0 +1,43 @@
+import MMPolicyCore
+
+/// Answers control-socket requests from the policy manager and the store.
+public struct ControlHandler: Sendable {
+    let manager: PolicyManager
+    let store: StateStore
+    let recorder: EventRecorder
+    let daemon: DaemonInfo
+
+    public init(manager: PolicyManager, store: StateStore, recorder: EventRecorder, daemon: DaemonInfo) {
+        self.manager = manager
+        self.store = store
+        self.recorder = recorder
+        self.daemon = daemon
+    }
+
+    public func handle(_ request: ControlRequest, peer: PeerCredentials) async -> ControlResponse {
+        do {
+            switch request.command {
+            case .ping:
+                return ControlResponse(daemon: daemon)
+            case .load:
+                guard let load = request.load else { return .failure("a load request needs a `load` object naming the policy.") }
+                let status = try await manager.load(load)
+                return ControlResponse(daemon: daemon, policies: [status])
+            case .unload:
+                guard let name = request.name else { return .failure("an unload request needs the policy's `name`.") }
+                try await manager.unload(name, reason: "unloaded by request (uid \(peer.uid), pid \(peer.pid))")
+                return ControlResponse(daemon: daemon)
+            case .status:
+                return ControlResponse(daemon: daemon, policies: await manager.statuses())
+            case .events:
+                // What was recorded up to now is visible to this query.
+                await recorder.flushAsync()
+                return ControlResponse(events: try store.events(request.query ?? EventQuery()))
+            }
+        } catch let error as DaemonRequestError {
+            return .failure(error.description)
+        } catch {
+            return .failure("\(error)")
+        }
+    }
+}

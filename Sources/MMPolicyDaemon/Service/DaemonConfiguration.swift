@@ -1,0 +1,25 @@
+import MMPolicyCore
+
+/// Where the daemon listens, keeps its state and finds policies.
+public struct DaemonConfiguration: Sendable {
+    public var socketPath: String
+    public var stateDirectory: String
+    /// The policy manifests' directory (names in `mmpolicy load NAME` resolve here).
+    public var policyDirectory: String
+    public var objectSearchPath: ObjectSearchPath
+    /// The set loaded on first start (default: `<policyDirectory>/default.toml`, if present).
+    public var defaultSetPath: String?
+    /// Where BPF objects are pinned while loaded.
+    public var pinDirectory: String
+
+    public init(socketPath: String = DaemonDefaults.socketPath, stateDirectory: String = DaemonDefaults.stateDirectory,
+                policyDirectory: String, objectSearchPath: ObjectSearchPath? = nil, defaultSetPath: String? = nil,
+                pinDirectory: String = DaemonDefaults.pinDirectory) {
+        self.socketPath = socketPath
+        self.stateDirectory = stateDirectory
+        self.policyDirectory = policyDirectory
+        self.objectSearchPath = objectSearchPath ?? .standard(policyDirectory: policyDirectory)
+        self.defaultSetPath = defaultSetPath
+        self.pinDirectory = pinDirectory
+    }
+}

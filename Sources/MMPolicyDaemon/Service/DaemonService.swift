@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import MMPolicyCore
+import MMPolicyKinds
+import ServiceLifecycle
+
+/// `mmpolicy daemon`: owns the loaded policies, the OOM engine, the control
+/// socket and the state store for the life of the process. On SIGTERM or
+/// SIGINT it unloads every policy and restores every knob it changed; on
+/// start it first restores knobs a crashed predecessor left behind, then
+/// reloads the desired set.
+public final class DaemonService: Service {
+    public let configuration: DaemonConfiguration
+    let logger: Logger
+    let version: String
+
+    public init(configuration: DaemonConfiguration, version: String, logger: Logger) {
+        self.configuration = configuration
+        self.version = version
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        // Keep the daemon's own pages resident: it must not stall in reclaim
+        // while it handles an OOM. Pages are locked as they are touched.
+        if mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 {
+            logger.warning("mlockall failed (errno \(errno)); the daemon may be slowed by reclaim under pressure")
+        }
+        let store = try StateStore(directory: configuration.stateDirectory)
+        let recorder = EventRecorder(store: store, logger: logger)
+        let journal = KnobJournal(storage: store)
+        let started = wallClockNanoseconds()
+
+        let leftovers = journal.entries()
+        if !leftovers.isEmpty {
+            let failures = journal.restore()
+            let summary = "restored \(leftovers.count - failures.count) knob(s) a previous daemon left changed: "
+                + leftovers.map { "\($0.path)=\($0.original)" }.joined(separator: ", ")
+            recorder.record(EventRecord(timeNs: started, type: .note, policy: nil, summary: summary))
+            logger.notice("\(summary)")
+            for failure in failures { logger.error("could not restore \(failure)") }
+        }
+
+        let mount = MemoryCgroupMount.detect()
+        let sensorPath = OOMSensors.locate(searchPath: configuration.objectSearchPath)
+        let logger = self.logger
+        let engine = try OOMEngine(environment: .init(
+            journal: journal, mount: mount, sensorObjectPath: sensorPath, daemonPID: getpid(),
+            record: { recorder.record($0) }, log: { logger.warning("\($0)") }))
+        engine.start()
+        if let problem = engine.status.sensorProblem { logger.warning("\(problem)") }
+
+        let manager = PolicyManager(configuration: configuration, store: store, recorder: recorder, engine: engine,
+                                    mount: mount, logger: logger)
+        let info = DaemonInfo(pid: getpid(), version: version, startedNs: started, socketPath: configuration.socketPath,
+                              stateDirectory: configuration.stateDirectory)
+        let handler = ControlHandler(manager: manager, store: store, recorder: recorder, daemon: info)
+        let server: ControlServer
+        do {
+            server = try ControlServer(socketPath: configuration.socketPath) { request, peer in
+                await handler.handle(request, peer: peer)
+            }
+        } catch {
+            engine.stop()
+            recorder.close()
+            throw error
+        }
+        recorder.record(EventRecord(timeNs: started, type: .daemonStart, policy: nil,
+                                    summary: "mmpolicy \(version) started (pid \(getpid()), socket \(configuration.socketPath), state \(configuration.stateDirectory))"))
+        await manager.restoreDesiredSet()
+        logger.notice("mmpolicy daemon ready: socket \(configuration.socketPath), state \(configuration.stateDirectory); try `mmpolicy status`")
+
+        await withGracefulShutdownHandler {
+            await server.run()
+        } onGracefulShutdown: {
+            server.shutdown()
+        }
+
+        logger.notice("shutting down: unloading every policy and restoring knobs")
+        await manager.unloadAll(reason: "daemon shutting down")
+        engine.stop()
+        for failure in journal.restore() { logger.error("could not restore \(failure)") }
+        recorder.record(EventRecord(timeNs: wallClockNanoseconds(), type: .daemonStop, policy: nil, summary: "mmpolicy stopped"))
+        recorder.close()
+    }
+
+    /// Runs the daemon until SIGTERM or SIGINT.
+    public static func runUntilSignalled(configuration: DaemonConfiguration, version: String, logger: Logger) async throws {
+        let service = DaemonService(configuration: configuration, version: version, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

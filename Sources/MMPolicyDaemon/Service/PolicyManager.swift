@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BPFKit
+import Logging
+import MMPolicyCore
+import MMPolicyKinds
+
+/// A request the daemon refuses: one paragraph naming what and the fix.
+public struct DaemonRequestError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The loaded policies: loads, verifies, attaches, unloads, and answers for
+/// them. Every change to the set goes through here, in order, and is saved
+/// as the desired set so a restarted daemon comes back with it.
+public actor PolicyManager {
+    struct Loaded {
+        var instance: OOMPolicyInstance
+        var desired: DesiredPolicy
+        var kind: PolicyKind
+        var objectPath: String
+        var loadedNs: Int64
+        var parameters: [ParameterOverride]
+    }
+
+    let configuration: DaemonConfiguration
+    let store: StateStore
+    let recorder: EventRecorder
+    let engine: OOMEngine
+    let mount: MemoryCgroupMount?
+    let logger: Logger
+    private var loaded: [String: Loaded] = [:]
+
+    public init(configuration: DaemonConfiguration, store: StateStore, recorder: EventRecorder, engine: OOMEngine,
+                mount: MemoryCgroupMount?, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.recorder = recorder
+        self.engine = engine
+        self.mount = mount
+        self.logger = logger
+    }
+
+    // MARK: load
+
+    /// Loads, verifies and attaches a policy, then saves it in the desired set.
+    public func load(_ request: LoadRequest, persist: Bool = true) async throws -> PolicyStatus {
+        let manifest = try resolveManifest(request.policy)
+        let name = request.alias ?? manifest.name
+        guard Manifest.isValidName(name) else {
+            throw DaemonRequestError("'\(name)' is not a valid policy name: use 1 to 31 of a-z, 0-9 and _.")
+        }
+        if let existing = loaded[name] {
+            throw DaemonRequestError("policy '\(name)' is already loaded (scope \(existing.desired.scope), \(existing.desired.mode) mode). Unload it first (`mmpolicy unload \(name)`), or load this one under another name with --name.")
+        }
+        guard manifest.kind == .oom else {
+            throw DaemonRequestError("policy '\(manifest.name)' is of kind \(manifest.kind.rawValue), which this daemon cannot run yet (only oom policies have decision points so far). Load an oom policy.")
+        }
+        let scopeText = request.scope ?? manifest.scope.description
+        let scope = try resolveScope(scopeText, policy: name)
+        let mode: PolicyMode
+        if let text = request.mode {
+            guard let parsed = PolicyMode(rawValue: text) else {
+                throw DaemonRequestError("mode '\(text)' is not a mode: use enforce (carry decisions out) or observe (record them only).")
+            }
+            mode = parsed
+        } else {
+            mode = manifest.mode
+        }
+        let overrides = request.overrides.map { ($0.key, ParameterValue(parsing: $0.value)) }
+        let policy: Policy
+        do {
+            policy = try Policy.open(manifest: manifest, searchPath: configuration.objectSearchPath, overrides: overrides)
+        } catch {
+            throw DaemonRequestError("\(error)")
+        }
+        let start = monotonicNanoseconds()
+        do {
+            try policy.load()
+        } catch {
+            record(.loadFailed, policy: name, "verifier refused \(policy.objectPath): \(error.reason)")
+            throw DaemonRequestError("\(error)")
+        }
+        let loadMs = Double(monotonicNanoseconds() - start) / 1e6
+        let instance: OOMPolicyInstance
+        do {
+            instance = try OOMPolicyInstance(policy: policy, name: name, scope: scope, mode: mode, daemonPID: getpid(), mount: mount)
+            try await engine.attach(instance)
+        } catch {
+            throw DaemonRequestError("\(error)")
+        }
+        let desired = DesiredPolicy(name: name, source: request.policy, scope: scope.cgroupPath ?? "system", mode: mode.rawValue,
+                                    overrides: request.overrides, addedNs: wallClockNanoseconds())
+        let parameters = policy.object.parameters.map { variable in
+            ParameterOverride(key: variable.name, value: policy.object.currentValue(of: variable).map { "\($0)" } ?? "?")
+        }
+        loaded[name] = Loaded(instance: instance, desired: desired, kind: manifest.kind, objectPath: policy.objectPath,
+                              loadedNs: wallClockNanoseconds(), parameters: parameters)
+        if persist {
+            do { try store.setDesired(desired) } catch { logger.error("saving the desired set failed: \(error)") }
+        }
+        record(.loaded, policy: name, "loaded \(policy.objectPath) on \(scope) in \(mode.rawValue) mode (verified in \(formatOneDecimal(loadMs)) ms)")
+        logger.info("loaded policy \(name) on \(scope) (\(mode.rawValue))")
+        return status(of: loaded[name]!)
+    }
+
+    func resolveManifest(_ reference: String) throws -> Manifest {
+        if reference.contains("/") || reference.hasSuffix(".toml") {
+            do { return try Manifest.load(path: reference) } catch { throw DaemonRequestError("\(error)") }
+        }
+        let catalog = PolicyCatalog.load(directory: configuration.policyDirectory)
+        if let manifest = catalog.manifest(named: reference) { return manifest }
+        if let broken = catalog.errors.first(where: { $0.path.hasSuffix("/\(reference).toml") }) {
+            throw DaemonRequestError("\(broken)")
+        }
+        let known = catalog.manifests.map(\.name)
+        throw DaemonRequestError("no policy named '\(reference)' in the daemon's policy directory \(configuration.policyDirectory) (known: \(known.isEmpty ? "none" : known.joined(separator: ", "))). Give one of those names, or a path to a manifest (.toml).")
+    }
+
+    func resolveScope(_ text: String, policy: String) throws -> ResolvedScope {
+        let spec: ScopeSpec
+        do { spec = try ScopeSpec(parsing: text) } catch { throw DaemonRequestError("scope '\(text)' for policy '\(policy)' is not valid: \(error)") }
+        switch spec {
+        case .system: return .system
+        case .cgroup(let path):
+            do { return try ResolvedScope.cgroup(path, mount: mount) } catch { throw DaemonRequestError("\(error)") }
+        }
+    }
+
+    // MARK: unload
+
+    /// Detaches and unloads `name`, restoring what it changed, and drops it from the desired set.
+    public func unload(_ name: String, persist: Bool = true, reason: String = "unloaded by request") async throws {
+        guard let entry = loaded.removeValue(forKey: name) else {
+            let names = loaded.keys.sorted()
+            throw DaemonRequestError("no policy named '\(name)' is loaded (loaded: \(names.isEmpty ? "none" : names.joined(separator: ", "))). `mmpolicy status` lists them.")
+        }
+        await engine.detach(name: name)
+        if persist {
+            do { _ = try store.removeDesired(name: name) } catch { logger.error("saving the desired set failed: \(error)") }
+        }
+        record(.unloaded, policy: name, "\(reason); its knobs are restored")
+        logger.info("unloaded policy \(name): \(reason)")
+        _ = entry
+    }
+
+    /// Unloads everything without touching the desired set (daemon shutdown).
+    public func unloadAll(reason: String) async {
+        for name in loaded.keys.sorted() { try? await unload(name, persist: false, reason: reason) }
+    }
+
+    /// Loads the saved desired set; on a first start (nothing saved, no event
+    /// ever recorded) the default set instead.
+    public func restoreDesiredSet() async {
+        let desired = (try? store.desiredPolicies()) ?? []
+        if desired.isEmpty, (try? store.events(EventQuery(limit: 1)))?.isEmpty ?? true, let path = configuration.defaultSetPath {
+            do {
+                let set = try PolicySet.load(path: path)
+                for entry in set.entries {
+                    let request = LoadRequest(policy: entry.name, scope: entry.scope, mode: entry.mode?.rawValue,
+                                              overrides: entry.set.map { ParameterOverride(key: $0.key, value: $0.value) })
+                    do { _ = try await load(request) } catch {
+                        record(.loadFailed, policy: entry.name, "default set \(path): \(error)")
+                        logger.error("default policy \(entry.name) did not load: \(error)")
+                    }
+                }
+            } catch {
+                logger.error("the default set \(path) is unreadable: \(error)")
+            }
+            return
+        }
+        for policy in desired {
+            let request = LoadRequest(policy: policy.source, scope: policy.scope, mode: policy.mode,
+                                      overrides: policy.overrides, alias: policy.name)
+            do { _ = try await load(request, persist: false) } catch {
+                record(.loadFailed, policy: policy.name, "reloading the desired set: \(error)")
+                logger.error("desired policy \(policy.name) did not reload: \(error)")
+            }
+        }
+    }
+
+    // MARK: status
+
+    public func statuses() -> [PolicyStatus] { loaded.keys.sorted().map { status(of: loaded[$0]!) } }
+
+    func status(of entry: Loaded) -> PolicyStatus {
+        let counts = try? store.decisionCounts(policy: entry.desired.name, sinceNs: entry.loadedNs)
+        var runCount: UInt64 = 0, runTime: UInt64 = 0
+        for program in entry.instance.programs {
+            if let info = try? program.info() {
+                runCount += info.runCount
+                runTime += info.runTimeNanoseconds
+            }
+        }
+        return PolicyStatus(
+            name: entry.desired.name, kind: entry.kind.rawValue, scope: entry.desired.scope, mode: entry.desired.mode,
+            objectPath: entry.objectPath, loadedNs: entry.loadedNs,
+            uptimeSeconds: Double(wallClockNanoseconds() - entry.loadedNs) / 1e9,
+            decisions: counts?.total ?? 0, enforced: counts?.enforced ?? 0, rejections: counts?.rejected ?? 0,
+            fallbacks: counts?.fallback ?? 0, agreements: counts?.agreements ?? 0, disagreements: counts?.disagreements ?? 0,
+            lastDecision: try? store.lastDecision(policy: entry.desired.name),
+            bpfRunCount: runCount, bpfRunTimeNs: runTime, parameters: entry.parameters)
+    }
+
+    func record(_ type: EventRecord.EventType, policy: String?, _ summary: String) {
+        recorder.record(EventRecord(timeNs: wallClockNanoseconds(), type: type, policy: policy, summary: summary))
+    }
+}
+
+func formatOneDecimal(_ value: Double) -> String {
+    let tenths = Int((value * 10).rounded())
+    return "\(tenths / 10).\(abs(tenths % 10))"
+}
