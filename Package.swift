@@ -80,7 +80,9 @@ let package = Package(
         ),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyTestSupport"]),
         .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "BPFKit", "MMPolicyTestSupport"]),
-        .testTarget(name: "MMPolicyDaemonTests", dependencies: ["MMPolicyDaemon", "MMPolicyCore", "MMPolicyTestSupport"]),
+        .testTarget(name: "MMPolicyDaemonTests", dependencies: [
+            "MMPolicyDaemon", "MMPolicyCore", "MMPolicyTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .testTarget(
             name: "LiveKernelTests",
             dependencies: [

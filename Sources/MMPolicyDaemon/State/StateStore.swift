@@ -1,0 +1,458 @@
+import Foundation
+import GRDB
+import MMPolicyCore
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon's durable state: the desired policy set, the audit trail of
+/// events and decisions, and the knob journal, in one SQLite database (WAL)
+/// at `<stateDirectory>/state.sqlite`.
+///
+/// It exists so that a restarted daemon loads the same policies, `mmpolicy
+/// events` can show what happened before the restart, and kernel knobs
+/// changed by a daemon that crashed can be put back. Every method is a
+/// short transaction; calls from any thread are safe (GRDB serialises
+/// writes and runs reads concurrently with them). Decision events on the
+/// OOM path should go through ``EventRecorder`` instead of ``append(_:)``.
+public final class StateStore: Sendable {
+    /// The database file.
+    public let path: String
+    private let pool: DatabasePool
+
+    /// The database's file name inside the state directory.
+    public static let fileName = "state.sqlite"
+    /// What ``events(_:)`` returns at most when the query sets no limit.
+    public static let defaultEventLimit = 1000
+
+    /// Opens (creating if needed) the store in `directory`: makes the
+    /// directory (mode 0700) if it is missing, opens the database in WAL mode
+    /// and brings its schema up to date.
+    public init(directory: String) throws(StateStoreError) {
+        try Self.makeDirectory(directory)
+        let path = directory.hasSuffix("/") ? directory + Self.fileName : directory + "/" + Self.fileName
+        self.path = path
+
+        var configuration = Configuration()
+        configuration.label = "mmpolicy.state"
+        // The daemon is the only writer; wait out a brief lock by someone
+        // inspecting the file (sqlite3 CLI) rather than failing at once.
+        configuration.busyMode = .timeout(5)
+        // Reads are rare (control socket requests); each reader is a connection with its own page cache.
+        configuration.maximumReaderCount = 2
+        configuration.prepareDatabase { db in
+            // WAL + NORMAL survives a daemon crash (the case the knob journal is
+            // for); only a power loss can drop the last commits, and a reboot
+            // resets kernel knobs anyway.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw StateStoreError.database(error, path: path, operation: "open", opening: true)
+        }
+        self.pool = pool
+
+        let migrator = Self.migrator
+        do {
+            let superseded = try pool.read { db in try migrator.hasBeenSuperseded(db) }
+            if superseded {
+                let known = try pool.read { db in try migrator.appliedIdentifiers(db) }
+                throw StateStoreError(
+                    kind: .newerSchema, path: path, operation: "open", underlying: nil,
+                    fix: "Run the newer mmpolicy, or stop the daemon and move the file aside (losing the saved state); this version knows migrations \(migrator.migrations.joined(separator: ", ")) but the file has \(known.sorted().joined(separator: ", ")).")
+            }
+            try migrator.migrate(pool)
+        } catch {
+            throw StateStoreError.database(error, path: path, operation: "migrate", opening: true)
+        }
+    }
+
+    // MARK: - Desired policies
+
+    /// Saves `policy`, replacing any saved policy with the same name.
+    public func setDesired(_ policy: DesiredPolicy) throws(StateStoreError) {
+        try write("save desired policy \(policy.name)") { db in
+            try DesiredPolicyRow(policy).upsert(db)
+        }
+    }
+
+    /// Forgets the desired policy `name`; false if there was none.
+    @discardableResult
+    public func removeDesired(name: String) throws(StateStoreError) -> Bool {
+        try write("remove desired policy \(name)") { db in
+            try DesiredPolicyRow.deleteOne(db, key: name)
+        }
+    }
+
+    /// The desired set, oldest first (ties by name), as the daemon should load it.
+    public func desiredPolicies() throws(StateStoreError) -> [DesiredPolicy] {
+        try read("read desired policies") { db in
+            try DesiredPolicyRow
+                .order(DesiredPolicyRow.Columns.addedNs, DesiredPolicyRow.Columns.name)
+                .fetchAll(db)
+                .map(\.policy)
+        }
+    }
+
+    // MARK: - Events
+
+    /// Stores `event` and returns it with its row id.
+    @discardableResult
+    public func append(_ event: EventRecord) throws(StateStoreError) -> EventRecord {
+        try write("append event") { db in
+            var row = EventRow(event)
+            try row.insert(db)
+            return row.record
+        }
+    }
+
+    /// Stores `events` in one transaction: all of them or, on error, none.
+    public func append(contentsOf events: [EventRecord]) throws(StateStoreError) {
+        guard !events.isEmpty else { return }
+        try write("append \(events.count) events") { db in
+            for event in events {
+                var row = EventRow(event)
+                try row.insert(db)
+            }
+        }
+    }
+
+    /// The newest `query.limit` (default ``defaultEventLimit``) events
+    /// matching `query`, returned oldest first.
+    public func events(_ query: EventQuery) throws(StateStoreError) -> [EventRecord] {
+        let limit = max(0, query.limit ?? Self.defaultEventLimit)
+        return try read("read events") { db in
+            var request = EventRow.all()
+            if let policy = query.policy { request = request.filter(EventRow.Columns.policy == policy) }
+            if let since = query.sinceNs { request = request.filter(EventRow.Columns.timeNs >= since) }
+            let newestFirst = try request
+                .order(EventRow.Columns.timeNs.desc, EventRow.Columns.id.desc)
+                .limit(limit)
+                .fetchAll(db)
+            return newestFirst.reversed().map(\.record)
+        }
+    }
+
+    /// How `policy`'s decisions (at or after `sinceNs`) ended.
+    public func decisionCounts(policy: String, sinceNs: Int64? = nil) throws(StateStoreError) -> DecisionCounts {
+        try read("count decisions of \(policy)") { db in
+            var sql = """
+                SELECT COUNT(*),
+                       COALESCE(SUM(decision_outcome = 'enforced'), 0),
+                       COALESCE(SUM(decision_outcome = 'observed'), 0),
+                       COALESCE(SUM(decision_outcome = 'rejected'), 0),
+                       COALESCE(SUM(decision_outcome = 'fallback'), 0),
+                       COALESCE(SUM(agreement = 1), 0),
+                       COALESCE(SUM(agreement = 0), 0)
+                FROM event WHERE policy = ? AND type = ?
+                """
+            var arguments: StatementArguments = [policy, EventRecord.EventType.decision.rawValue]
+            if let sinceNs {
+                sql += " AND time_ns >= ?"
+                arguments += [sinceNs]
+            }
+            guard let row = try Row.fetchOne(db, sql: sql, arguments: arguments) else { return DecisionCounts() }
+            return DecisionCounts(total: row[0], enforced: row[1], observed: row[2], rejected: row[3],
+                                  fallback: row[4], agreements: row[5], disagreements: row[6])
+        }
+    }
+
+    /// `policy`'s most recent decision event, if any.
+    public func lastDecision(policy: String) throws(StateStoreError) -> EventRecord? {
+        try read("read last decision of \(policy)") { db in
+            try EventRow
+                .filter(EventRow.Columns.policy == policy && EventRow.Columns.type == EventRecord.EventType.decision.rawValue)
+                .order(EventRow.Columns.timeNs.desc, EventRow.Columns.id.desc)
+                .fetchOne(db)?
+                .record
+        }
+    }
+
+    /// Deletes all but the newest `n` events (by time); returns how many were deleted.
+    @discardableResult
+    public func pruneEvents(keepingNewest n: Int) throws(StateStoreError) -> Int {
+        precondition(n >= 0, "pruneEvents(keepingNewest:) needs a count >= 0, got \(n)")
+        return try write("prune events") { db in
+            try db.execute(sql: """
+                DELETE FROM event WHERE id NOT IN
+                    (SELECT id FROM event ORDER BY time_ns DESC, id DESC LIMIT ?)
+                """, arguments: [n])
+            return db.changesCount
+        }
+    }
+
+    // MARK: - Knob journal
+
+    /// Records `original` as the value of the kernel knob at `path` before
+    /// `owner` first changes it. The first original wins: if the knob is
+    /// already journaled (by anyone) nothing changes and the result is false.
+    /// Call it, and let it succeed, before writing the knob.
+    @discardableResult
+    public func journalOriginal(path knob: String, original: String, owner: String) throws(StateStoreError) -> Bool {
+        try write("journal knob \(knob)") { db in
+            let entry = KnobJournalRow(path: knob, original: original, owner: owner, recordedNs: Self.nowNs())
+            try entry.insert(db, onConflict: .ignore)
+            return db.changesCount == 1
+        }
+    }
+
+    /// The journaled knobs (of `owner`, or all), in the order they were first changed.
+    public func journalEntries(owner: String? = nil) throws(StateStoreError) -> [KnobJournalEntry] {
+        try read("read knob journal") { db in
+            var request = KnobJournalRow.all()
+            if let owner { request = request.filter(KnobJournalRow.Columns.owner == owner) }
+            return try request
+                .order(KnobJournalRow.Columns.recordedNs, KnobJournalRow.Columns.path)
+                .fetchAll(db)
+                .map(\.entry)
+        }
+    }
+
+    /// Drops the journal entry for the knob at `path` (after restoring it, or
+    /// when the value mmpolicy set is to stay). Unknown paths are ignored.
+    public func forgetJournal(path knob: String) throws(StateStoreError) {
+        try write("forget knob \(knob)") { db in
+            _ = try KnobJournalRow.deleteOne(db, key: knob)
+        }
+    }
+
+    // MARK: - Plumbing
+
+    private func write<T>(_ operation: String, _ body: (Database) throws -> T) throws(StateStoreError) -> T {
+        do {
+            return try pool.write(body)
+        } catch {
+            throw StateStoreError.database(error, path: path, operation: operation)
+        }
+    }
+
+    private func read<T>(_ operation: String, _ body: (Database) throws -> T) throws(StateStoreError) -> T {
+        do {
+            return try pool.read(body)
+        } catch {
+            throw StateStoreError.database(error, path: path, operation: operation)
+        }
+    }
+
+    /// `mkdir -p`, the last component with mode 0700.
+    private static func makeDirectory(_ directory: String) throws(StateStoreError) {
+        var stats = stat()
+        if stat(directory, &stats) == 0 {
+            guard stats.st_mode & S_IFMT == S_IFDIR else { throw .directory(directory, .notDirectory) }
+            return
+        }
+        let components = directory.split(separator: "/")
+        var current = directory.hasPrefix("/") ? "" : "."
+        for (index, component) in components.enumerated() {
+            current += "/" + component
+            let isLast = index == components.count - 1
+            if mkdir(current, isLast ? 0o700 : 0o755) != 0 && errno != EEXIST {
+                throw .directory(directory, Errno(rawValue: errno))
+            }
+        }
+        guard stat(directory, &stats) == 0 else { throw .directory(directory, Errno(rawValue: errno)) }
+        guard stats.st_mode & S_IFMT == S_IFDIR else { throw .directory(directory, .notDirectory) }
+    }
+
+    static func nowNs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// The schema. Migrations are append-only: never edit one that has shipped.
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "desired_policy") { t in
+                t.primaryKey("name", .text)
+                t.column("source", .text).notNull()
+                t.column("scope", .text).notNull()
+                t.column("mode", .text).notNull()
+                t.column("overrides", .text).notNull()  // JSON array of {key, value}
+                t.column("added_ns", .integer).notNull()
+            }
+            try db.create(table: "event") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("time_ns", .integer).notNull()
+                t.column("type", .text).notNull()
+                t.column("policy", .text)
+                t.column("summary", .text).notNull()
+                t.column("decision", .text)  // JSON DecisionRecord
+                // Copied out of `decision` so counting needs no JSON parsing.
+                t.column("decision_outcome", .text)
+                t.column("agreement", .integer)  // 1/0 for observed decisions with a kernel victim, else NULL
+            }
+            try db.create(index: "event_policy_time", on: "event", columns: ["policy", "time_ns"])
+            try db.create(index: "event_time", on: "event", columns: ["time_ns"])
+            try db.create(table: "knob_journal") { t in
+                t.primaryKey("path", .text)
+                t.column("original", .text).notNull()
+                t.column("owner", .text).notNull()
+                t.column("recorded_ns", .integer).notNull()
+            }
+        }
+        return migrator
+    }()
+}
+
+/// How a policy's decisions ended, for `mmpolicy status`.
+public struct DecisionCounts: Codable, Sendable, Equatable {
+    public var total: Int
+    public var enforced: Int
+    public var observed: Int
+    public var rejected: Int
+    public var fallback: Int
+    /// Observed decisions whose victim is the one the kernel's killer chose.
+    public var agreements: Int
+    /// Observed decisions where the kernel's killer chose a different victim.
+    public var disagreements: Int
+
+    public init(total: Int = 0, enforced: Int = 0, observed: Int = 0, rejected: Int = 0, fallback: Int = 0,
+                agreements: Int = 0, disagreements: Int = 0) {
+        self.total = total
+        self.enforced = enforced
+        self.observed = observed
+        self.rejected = rejected
+        self.fallback = fallback
+        self.agreements = agreements
+        self.disagreements = disagreements
+    }
+}
+
+
+// MARK: - Rows
+
+/// `desired_policy` row; `overrides` is stored as JSON by GRDB's Codable support.
+private struct DesiredPolicyRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "desired_policy"
+    var name: String
+    var source: String
+    var scope: String
+    var mode: String
+    var overrides: [ParameterOverride]
+    var addedNs: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case name, source, scope, mode, overrides
+        case addedNs = "added_ns"
+    }
+
+    enum Columns {
+        static let name = Column(CodingKeys.name)
+        static let addedNs = Column(CodingKeys.addedNs)
+    }
+
+    init(_ p: DesiredPolicy) {
+        name = p.name
+        source = p.source
+        scope = p.scope
+        mode = p.mode
+        overrides = p.overrides
+        addedNs = p.addedNs
+    }
+
+    var policy: DesiredPolicy {
+        DesiredPolicy(name: name, source: source, scope: scope, mode: mode, overrides: overrides, addedNs: addedNs)
+    }
+}
+
+/// `event` row; `decision` is stored as JSON, its outcome and agreement also in columns of their own.
+private struct EventRow: Codable, FetchableRecord, MutablePersistableRecord {
+    static let databaseTableName = "event"
+    var id: Int64?
+    var timeNs: Int64
+    var type: EventRecord.EventType
+    var policy: String?
+    var summary: String
+    var decision: DecisionRecord?
+    var decisionOutcome: DecisionRecord.Outcome?
+    var agreement: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case id, type, policy, summary, decision, agreement
+        case timeNs = "time_ns"
+        case decisionOutcome = "decision_outcome"
+    }
+
+    enum Columns {
+        static let id = Column(CodingKeys.id)
+        static let timeNs = Column(CodingKeys.timeNs)
+        static let type = Column(CodingKeys.type)
+        static let policy = Column(CodingKeys.policy)
+    }
+
+    init(_ e: EventRecord) {
+        id = nil  // the store numbers events; an id the caller set is not reused
+        timeNs = e.timeNs
+        type = e.type
+        policy = e.policy
+        summary = e.summary
+        decision = e.decision
+        decisionOutcome = e.decision?.outcome
+        if let d = e.decision, d.outcome == .observed, let kernel = d.kernelVictimPID {
+            agreement = d.victimPID == kernel
+        } else {
+            agreement = nil
+        }
+    }
+
+    mutating func didInsert(_ inserted: InsertionSuccess) {
+        id = inserted.rowID
+    }
+
+    // A latency that came out NaN or infinite must not make the whole batch
+    // fail to encode (plain JSON has no such numbers), so spell them as strings.
+    private static let nonFinite = (positive: "+Infinity", negative: "-Infinity", nan: "NaN")
+
+    static func databaseJSONEncoder(for column: String) -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: nonFinite.positive, negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
+        return encoder
+    }
+
+    static func databaseJSONDecoder(for column: String) -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: nonFinite.positive, negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
+        return decoder
+    }
+
+    var record: EventRecord {
+        EventRecord(id: id ?? 0, timeNs: timeNs, type: type, policy: policy, summary: summary, decision: decision)
+    }
+}
+
+/// `knob_journal` row.
+private struct KnobJournalRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "knob_journal"
+    var path: String
+    var original: String
+    var owner: String
+    var recordedNs: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case path, original, owner
+        case recordedNs = "recorded_ns"
+    }
+
+    enum Columns {
+        static let owner = Column(CodingKeys.owner)
+        static let path = Column(CodingKeys.path)
+        static let recordedNs = Column(CodingKeys.recordedNs)
+    }
+
+    var entry: KnobJournalEntry {
+        KnobJournalEntry(path: path, original: original, owner: owner, recordedNs: recordedNs)
+    }
+}
+
+/// The state store is the knob journal's durable storage.
+extension StateStore: KnobJournalStorage {}

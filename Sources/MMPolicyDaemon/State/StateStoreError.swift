@@ -1,0 +1,102 @@
+import GRDB
+import SystemPackage
+
+/// Why the state store could not be opened, read or written.
+///
+/// The daemon shows this text to the operator (log, control socket), so it
+/// names the file concerned, what SQLite or the kernel said, and one fix.
+public struct StateStoreError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong, coarse enough to branch on.
+    public enum Kind: Sendable, Equatable {
+        /// The state directory does not exist and could not be created.
+        case cannotCreateDirectory
+        /// The file at the database path is not an SQLite database (or is corrupt).
+        case notADatabase
+        /// The database was migrated by a newer mmpolicy than this one.
+        case newerSchema
+        /// The database could not be opened or migrated for another reason.
+        case cannotOpen
+        /// A read or write on an open store failed.
+        case operationFailed
+    }
+
+    public var kind: Kind
+    /// The database file, or the directory for `.cannotCreateDirectory`.
+    public var path: String
+    /// What the store was doing, e.g. "open", "append events".
+    public var operation: String
+    /// What SQLite or the kernel reported; nil when the store itself found the problem.
+    public var underlying: (any Error)?
+    /// One sentence telling the operator what to do about it.
+    public var fix: String
+
+    public init(kind: Kind, path: String, operation: String, underlying: (any Error)?, fix: String) {
+        self.kind = kind
+        self.path = path
+        self.operation = operation
+        self.underlying = underlying
+        self.fix = fix
+    }
+
+    public var description: String {
+        let cause = underlying.map { ": \(Self.describe($0))" } ?? ""
+        let what: String
+        switch kind {
+        case .cannotCreateDirectory: what = "cannot create state directory \(path)"
+        case .notADatabase: what = "state database \(path) is not a usable SQLite database"
+        case .newerSchema: what = "state database \(path) was written by a newer mmpolicy"
+        case .cannotOpen: what = "cannot open state database \(path)"
+        case .operationFailed: what = "state database \(path): \(operation) failed"
+        }
+        return "\(what)\(cause). \(fix)"
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let db = error as? DatabaseError {
+            // DatabaseError's description repeats the SQL; the message and code are what a person needs.
+            return "\(db.message ?? "SQLite error") (\(db.resultCode))"
+        }
+        return String(describing: error)
+    }
+
+    /// The state directory could not be made.
+    static func directory(_ path: String, _ errno: Errno) -> StateStoreError {
+        let fix: String
+        switch errno {
+        case .notDirectory, .fileExists:
+            fix = "Something that is not a directory is in the way: remove it or choose another state directory."
+        case .permissionDenied, .notPermitted, .readOnlyFileSystem:
+            fix = "Run the daemon as root on a writable file system, or choose another state directory."
+        default:
+            fix = "Create the directory by hand (mode 0700) or choose another state directory."
+        }
+        return StateStoreError(kind: .cannotCreateDirectory, path: path, operation: "create directory",
+                               underlying: errno, fix: fix)
+    }
+
+    /// Classifies an error raised by GRDB/SQLite while doing `operation` on `path`.
+    static func database(_ error: any Error, path: String, operation: String, opening: Bool = false) -> StateStoreError {
+        if let existing = error as? StateStoreError { return existing }
+        guard let db = error as? DatabaseError else {
+            return StateStoreError(kind: opening ? .cannotOpen : .operationFailed, path: path, operation: operation,
+                                   underlying: error, fix: "Report this as a bug in mmpolicy, with the message above.")
+        }
+        switch db.resultCode {
+        case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+            return StateStoreError(kind: .notADatabase, path: path, operation: operation, underlying: error,
+                                   fix: "Stop the daemon, move the file aside (with its -wal and -shm files) and start again; a fresh store is created, losing the saved policies and audit trail.")
+        case .SQLITE_FULL:
+            return StateStoreError(kind: opening ? .cannotOpen : .operationFailed, path: path, operation: operation,
+                                   underlying: error, fix: "Free space on the file system that holds the state directory.")
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            return StateStoreError(kind: opening ? .cannotOpen : .operationFailed, path: path, operation: operation,
+                                   underlying: error, fix: "Another process holds the database's write lock: stop any other mmpolicy daemon using this state directory.")
+        case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM, .SQLITE_AUTH:
+            return StateStoreError(kind: opening ? .cannotOpen : .operationFailed, path: path, operation: operation,
+                                   underlying: error, fix: "Run the daemon as root and make sure the state directory and its files are writable.")
+        default:
+            return StateStoreError(kind: opening ? .cannotOpen : .operationFailed, path: path, operation: operation,
+                                   underlying: error, fix: "Check the file system holding the state directory; if the error persists, move the database aside and restart.")
+        }
+    }
+}

@@ -1,0 +1,360 @@
+import Foundation
+import GRDB
+import MMPolicyCore
+import MMPolicyTestSupport
+import Testing
+@testable import MMPolicyDaemon
+
+@Suite("StateStore")
+struct StateStoreTests {
+    // MARK: helpers
+
+    static func event(_ time: Int64, _ type: EventRecord.EventType = .note, policy: String? = "p",
+                      _ summary: String = "", decision: DecisionRecord? = nil) -> EventRecord {
+        EventRecord(timeNs: time, type: type, policy: policy, summary: summary.isEmpty ? "event at \(time)" : summary,
+                    decision: decision)
+    }
+
+    static func decision(_ time: Int64, policy: String = "p", _ outcome: DecisionRecord.Outcome,
+                         victim: Int32? = nil, kernel: Int32? = nil) -> EventRecord {
+        event(time, .decision, policy: policy, "decision at \(time)",
+              decision: DecisionRecord(trigger: "test", scope: "system", origin: "system", outcome: outcome,
+                                       victimPID: victim, kernelVictimPID: kernel))
+    }
+
+    /// A second, independent connection to the store's file.
+    static func otherConnection(_ store: StateStore, unsafeTransactions: Bool = false) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.allowsUnsafeTransactions = unsafeTransactions
+        return try DatabaseQueue(path: store.path, configuration: configuration)
+    }
+
+    // MARK: opening
+
+    @Test func reopenPersistsDesiredSetEventsAndJournal() throws {
+        let scratch = try ScratchDirectory()
+        let policy = DesiredPolicy(name: "oom-a", source: "largest-rss", scope: "/sys/fs/cgroup/a", mode: "observe",
+                                   overrides: [.init(key: "min_score", value: "10"), .init(key: "x", value: "a=b")],
+                                   addedNs: 42)
+        let stored: EventRecord
+        do {
+            let store = try StateStore(directory: scratch.path)
+            try store.setDesired(policy)
+            stored = try store.append(Self.decision(7, .enforced, victim: 12))
+            #expect(try store.journalOriginal(path: "/proc/sys/vm/panic_on_oom", original: "0\n", owner: "oom-a"))
+        }
+        let reopened = try StateStore(directory: scratch.path)
+        #expect(try reopened.desiredPolicies() == [policy])
+        #expect(try reopened.events(EventQuery()) == [stored])
+        let journal = try reopened.journalEntries()
+        #expect(journal.map(\.path) == ["/proc/sys/vm/panic_on_oom"])
+        #expect(journal.first?.original == "0\n")
+        #expect(journal.first?.owner == "oom-a")
+    }
+
+    @Test func journalModeIsWAL() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let mode = try Self.otherConnection(store).read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+    }
+
+    @Test func createsMissingDirectoryWithMode0700() throws {
+        let scratch = try ScratchDirectory()
+        let directory = scratch.path + "/var/lib/mmpolicy"
+        let store = try StateStore(directory: directory)
+        #expect(store.path == directory + "/state.sqlite")
+        var stats = stat()
+        #expect(stat(directory, &stats) == 0)
+        #expect(stats.st_mode & 0o777 == 0o700)
+        #expect(access(store.path, F_OK) == 0)
+    }
+
+    @Test func garbageFileIsReportedWithItsPath() throws {
+        let scratch = try ScratchDirectory()
+        let file = try scratch.write(StateStore.fileName, String(repeating: "this is not an SQLite database\n", count: 200))
+        let error = #expect(throws: StateStoreError.self) { try StateStore(directory: scratch.path) }
+        #expect(error?.kind == .notADatabase)
+        #expect(error?.path == file)
+        #expect(error?.description.contains(file) == true)
+        #expect(error?.description.contains("move the file aside") == true)
+    }
+
+    @Test func uncreatableDirectoryIsReported() throws {
+        let scratch = try ScratchDirectory()
+        let file = try scratch.write("plain-file", "x")
+        let directory = file + "/state"
+        let error = #expect(throws: StateStoreError.self) { try StateStore(directory: directory) }
+        #expect(error?.kind == .cannotCreateDirectory)
+        #expect(error?.path == directory)
+        #expect(error?.description.contains(directory) == true)
+        #expect(error?.description.contains("Not a directory") == true)
+    }
+
+    @Test func newerSchemaIsRefused() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try Self.otherConnection(store).write { db in
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v2-from-the-future')")
+        }
+        let error = #expect(throws: StateStoreError.self) { try StateStore(directory: scratch.path) }
+        #expect(error?.kind == .newerSchema)
+        #expect(error?.description.contains(store.path) == true)
+        #expect(error?.description.contains("v2-from-the-future") == true)
+    }
+
+    // MARK: desired set
+
+    @Test func setDesiredReplacesByNameAndListsByAddedTime() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let b = DesiredPolicy(name: "b", source: "s", scope: "system", mode: "enforce", overrides: [], addedNs: 5)
+        let a = DesiredPolicy(name: "a", source: "s", scope: "system", mode: "enforce", overrides: [], addedNs: 5)
+        let early = DesiredPolicy(name: "z", source: "s", scope: "system", mode: "observe", overrides: [], addedNs: 1)
+        try store.setDesired(b)
+        try store.setDesired(a)
+        try store.setDesired(early)
+        #expect(try store.desiredPolicies().map(\.name) == ["z", "a", "b"])
+
+        var replaced = a
+        replaced.mode = "observe"
+        replaced.overrides = [.init(key: "k", value: "v")]
+        try store.setDesired(replaced)
+        #expect(try store.desiredPolicies() == [early, replaced, b])
+    }
+
+    @Test func removeDesiredReportsWhetherItExisted() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try store.setDesired(DesiredPolicy(name: "a", source: "s", scope: "system", mode: "enforce", overrides: [], addedNs: 1))
+        #expect(try store.removeDesired(name: "unknown") == false)
+        #expect(try store.removeDesired(name: "a") == true)
+        #expect(try store.removeDesired(name: "a") == false)
+        #expect(try store.desiredPolicies().isEmpty)
+    }
+
+    // MARK: events
+
+    @Test func eventQueriesFilterAndKeepTheNewest() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        // Appended out of time order: queries order by time, not by insertion.
+        try store.append(contentsOf: [
+            Self.event(30, policy: "a"), Self.event(10, policy: "a"), Self.event(20, policy: "b"),
+            Self.event(40, .daemonStart, policy: nil), Self.event(50, policy: "a"),
+        ])
+        #expect(try store.events(EventQuery()).map(\.timeNs) == [10, 20, 30, 40, 50])
+        #expect(try store.events(EventQuery(policy: "a")).map(\.timeNs) == [10, 30, 50])
+        #expect(try store.events(EventQuery(sinceNs: 30)).map(\.timeNs) == [30, 40, 50])
+        #expect(try store.events(EventQuery(limit: 2)).map(\.timeNs) == [40, 50])
+        #expect(try store.events(EventQuery(policy: "a", sinceNs: 11, limit: 1)).map(\.timeNs) == [50])
+        #expect(try store.events(EventQuery(policy: "nobody")).isEmpty)
+        #expect(try store.events(EventQuery(limit: 0)).isEmpty)
+    }
+
+    @Test func eventQueryDefaultsToTheNewestThousand() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try store.append(contentsOf: (1...1005).map { Self.event(Int64($0)) })
+        let events = try store.events(EventQuery())
+        #expect(events.count == StateStore.defaultEventLimit)
+        #expect(events.first?.timeNs == 6)
+        #expect(events.last?.timeNs == 1005)
+    }
+
+    @Test func appendReturnsIncreasingIds() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let first = try store.append(Self.event(1))
+        var withStaleID = Self.event(2)
+        withStaleID.id = first.id
+        let second = try store.append(withStaleID)
+        #expect(first.id > 0)
+        #expect(second.id > first.id)
+        #expect(try store.events(EventQuery()).map(\.id) == [first.id, second.id])
+    }
+
+    @Test func everyFieldRoundTrips() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let full = DecisionRecord(
+            trigger: "memcg-oom", scope: "/sys/fs/cgroup/a", origin: "/sys/fs/cgroup/a/b", outcome: .observed,
+            detail: "quoted \"detail\"\nwith newline", candidates: 17, victimPID: 4242, victimComm: "stress-ng ☃",
+            victimCgroup: "/sys/fs/cgroup/a/b/c", score: -9_000_000_000, reason: "largest rss",
+            victimRSSBytes: UInt64.max, kernelVictimPID: 4243,
+            latency: .init(decisionUs: 12.5, callbackUs: nil, killUs: 30.25, releasedUs: nil, clearedUs: 1e9))
+        let sparse = DecisionRecord(trigger: "test", scope: "system", origin: "system", outcome: .fallback,
+                                    detail: "deadline missed")
+        var written = [Self.event(1, .decision, policy: "p", "full", decision: full),
+                       Self.event(2, .decision, policy: "p", "sparse", decision: sparse)]
+        written += EventRecord.EventType.allCases.enumerated().map { index, type in
+            Self.event(Int64(10 + index), type, policy: index.isMultiple(of: 2) ? nil : "p", "type \(type.rawValue)")
+        }
+        try store.append(contentsOf: written)
+        let read = try store.events(EventQuery())
+        #expect(read.allSatisfy { $0.id > 0 })
+        #expect(read.map { var e = $0; e.id = 0; return e } == written)
+    }
+
+    @Test func nonFiniteLatenciesAreStored() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let odd = DecisionRecord(trigger: "test", scope: "system", origin: "system", outcome: .enforced,
+                                 latency: .init(decisionUs: .nan, callbackUs: .infinity, killUs: -.infinity))
+        try store.append(Self.event(1, .decision, decision: odd))
+        let latency = try store.lastDecision(policy: "p")?.decision?.latency
+        #expect(latency?.decisionUs?.isNaN == true)
+        #expect(latency?.callbackUs == .infinity)
+        #expect(latency?.killUs == -.infinity)
+        #expect(latency?.releasedUs == nil)
+    }
+
+    @Test func decisionCountsSplitOutcomesAndAgreement() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try store.append(contentsOf: [
+            Self.decision(1, .enforced, victim: 10),
+            Self.decision(2, .enforced, victim: 11),
+            Self.decision(3, .observed, victim: 20, kernel: 20),  // agreement
+            Self.decision(4, .observed, victim: 21, kernel: 22),  // disagreement
+            Self.decision(5, .observed, victim: nil, kernel: 23), // disagreement: policy chose nobody
+            Self.decision(6, .observed, victim: 24),              // kernel's choice not seen: neither
+            Self.decision(7, .rejected, victim: 30),
+            Self.decision(8, .fallback),
+            Self.decision(9, .observed, victim: 40, kernel: 40),  // agreement
+            Self.decision(9, policy: "other", .enforced, victim: 1),
+            Self.event(9, .kernelKill, policy: "p", "the kernel killed 40"),
+        ])
+        #expect(try store.decisionCounts(policy: "p") ==
+                DecisionCounts(total: 9, enforced: 2, observed: 5, rejected: 1, fallback: 1,
+                               agreements: 2, disagreements: 2))
+        #expect(try store.decisionCounts(policy: "p", sinceNs: 4) ==
+                DecisionCounts(total: 6, enforced: 0, observed: 4, rejected: 1, fallback: 1,
+                               agreements: 1, disagreements: 2))
+        #expect(try store.decisionCounts(policy: "nobody") == DecisionCounts())
+    }
+
+    @Test func lastDecisionIgnoresOtherEventsAndPolicies() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        #expect(try store.lastDecision(policy: "p") == nil)
+        try store.append(contentsOf: [
+            Self.decision(1, .enforced, victim: 1),
+            Self.decision(5, .rejected, victim: 2),
+            Self.decision(3, .fallback),
+            Self.event(9, .unloaded, policy: "p"),
+            Self.decision(10, policy: "other", .enforced, victim: 3),
+        ])
+        let last = try store.lastDecision(policy: "p")
+        #expect(last?.timeNs == 5)
+        #expect(last?.decision?.outcome == .rejected)
+        #expect(last?.id ?? 0 > 0)
+    }
+
+    @Test func pruneKeepsTheNewestByTime() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try store.append(contentsOf: [5, 1, 4, 2, 3].map { Self.event($0) })
+        #expect(try store.pruneEvents(keepingNewest: 10) == 0)
+        #expect(try store.pruneEvents(keepingNewest: 2) == 3)
+        #expect(try store.events(EventQuery()).map(\.timeNs) == [4, 5])
+        #expect(try store.pruneEvents(keepingNewest: 0) == 2)
+        #expect(try store.events(EventQuery()).isEmpty)
+    }
+
+    // MARK: knob journal
+
+    @Test func journalKeepsTheFirstOriginal() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let knob = "/proc/sys/vm/overcommit_memory"
+        #expect(try store.journalOriginal(path: knob, original: "0", owner: "a"))
+        #expect(try store.journalOriginal(path: knob, original: "1", owner: "b") == false)
+        #expect(try store.journalOriginal(path: "/proc/sys/vm/swappiness", original: "60", owner: "b"))
+
+        let all = try store.journalEntries()
+        #expect(all.map(\.path) == [knob, "/proc/sys/vm/swappiness"])
+        #expect(all.first?.original == "0")
+        #expect(all.first?.owner == "a")
+        #expect(all.allSatisfy { $0.recordedNs > 1_600_000_000_000_000_000 })
+        #expect(try store.journalEntries(owner: "b").map(\.path) == ["/proc/sys/vm/swappiness"])
+
+        try store.forgetJournal(path: knob)
+        try store.forgetJournal(path: "/never/journaled")
+        #expect(try store.journalEntries().map(\.path) == ["/proc/sys/vm/swappiness"])
+        // Once forgotten, the next change journals the value then current.
+        #expect(try store.journalOriginal(path: knob, original: "2", owner: "b"))
+        #expect(try store.journalEntries(owner: "b").first { $0.path == knob }?.original == "2")
+    }
+
+    // MARK: EventRecorder
+
+    @Test func recorderStoresEveryEventInPerProducerOrder() async throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let recorder = EventRecorder(store: store)
+        let producers = 4, perProducer = 2_500
+        await withTaskGroup(of: Void.self) { group in
+            for producer in 0..<producers {
+                group.addTask {
+                    for i in 0..<perProducer {
+                        recorder.record(Self.event(1, policy: "producer-\(producer)", "\(i)"))
+                    }
+                }
+            }
+        }
+        await recorder.flush()
+        let events = try store.events(EventQuery(limit: producers * perProducer + 1))
+        #expect(events.count == producers * perProducer)
+        #expect(recorder.lostEventCount == 0)
+        let byID = events.sorted { $0.id < $1.id }
+        for producer in 0..<producers {
+            let sequence = byID.filter { $0.policy == "producer-\(producer)" }.map(\.summary)
+            #expect(sequence == (0..<perProducer).map(String.init))
+        }
+    }
+
+    @Test func recordDoesNotWaitForTheWriteLock() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let recorder = EventRecorder(store: store)
+        let other = try Self.otherConnection(store, unsafeTransactions: true)
+        try other.writeWithoutTransaction { db in try db.execute(sql: "BEGIN IMMEDIATE") }
+
+        // With the write lock held elsewhere, a synchronous write would wait
+        // out the busy timeout and fail; record() must just queue.
+        for i in 0..<10 { recorder.record(Self.event(Int64(i))) }
+        usleep(100_000)  // let the writer start waiting for the lock
+        #expect(try store.events(EventQuery()).isEmpty)
+
+        try other.writeWithoutTransaction { db in try db.execute(sql: "COMMIT") }
+        recorder.flush()
+        #expect(try store.events(EventQuery()).count == 10)
+        #expect(recorder.lostEventCount == 0)
+    }
+
+    @Test func recorderKeepsGoingAfterAFailedWrite() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let recorder = EventRecorder(store: store)
+        try Self.otherConnection(store).write { db in
+            try db.execute(sql: """
+                CREATE TRIGGER poison BEFORE INSERT ON event WHEN NEW.summary = 'poison'
+                BEGIN SELECT RAISE(ABORT, 'poisoned event'); END
+                """)
+        }
+        recorder.record(Self.event(1, .note, policy: nil, "poison"))
+        recorder.flush()
+        #expect(recorder.lostEventCount == 1)
+
+        recorder.record(Self.event(2, .note, policy: nil, "kept"))
+        recorder.close()
+        #expect(try store.events(EventQuery()).map(\.summary) == ["kept"])
+        #expect(recorder.lostEventCount == 1)
+
+        recorder.record(Self.event(3, .note, policy: nil, "after close"))
+        recorder.flush()
+        #expect(recorder.lostEventCount == 2)
+        #expect(try store.events(EventQuery()).count == 1)
+    }
+}
