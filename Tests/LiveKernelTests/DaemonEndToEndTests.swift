@@ -1,0 +1,177 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import MMPolicyCore
+import MMPolicyTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon and the CLI as separate processes, against real memory
+/// cgroups that really run out of memory.
+@Suite(.serialized)
+struct DaemonEndToEndTests {
+    static let mib: UInt64 = 1 << 20
+
+    func decode(_ json: String) throws -> [EventRecord] {
+        try JSONDecoder().decode([EventRecord].self, from: Data(json.utf8))
+    }
+
+    func decisions(_ daemon: DaemonProcess, policy: String) throws -> [DecisionRecord] {
+        try decode(daemon.events(["--policy", policy])).compactMap(\.decision)
+    }
+
+    func oomKillDisable(_ memcg: TemporaryMemcg) throws -> Bool {
+        try readFile(memcg.path + "/memory.oom_control").contains("oom_kill_disable 1")
+    }
+
+    @Test func largestPolicyKillsTheLargestAndSparesTheRest() throws {
+        let daemon = try DaemonProcess()
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 200 * Self.mib)
+        let load = try daemon.cli(["load", "oom_largest", "--scope", memcg.path, "--mode", "enforce"])
+        #expect(load.status == 0, "\(load.output)")
+        #expect(try oomKillDisable(memcg), "enforce mode on v1 disables the kernel killer")
+
+        let small = try workload(["hold", "--rss", "30M", "--cgroup", memcg.path])
+        let big = try workload(["hold", "--rss", "100M", "--cgroup", memcg.path])
+        let grower = try workload(["grow", "--rate", "100M", "--max", "100M", "--cgroup", memcg.path])
+
+        #expect(eventually(15) { isGone(big.pid) }, "the largest process is killed; daemon log:\n\(daemon.log)")
+        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_largest").contains { $0.outcome == .enforced }) == true })
+        #expect(!isGone(small.pid) && !isGone(grower.pid), "the others survive")
+        let decision = try #require(try decisions(daemon, policy: "oom_largest").first { $0.outcome == .enforced })
+        #expect(decision.victimPID == big.pid)
+        #expect(decision.trigger == "memcg-oom" && decision.origin == memcg.path)
+        #expect(decision.candidates >= 3 && decision.reason == "largest")
+        #expect(decision.latency.decisionUs != nil && decision.latency.killUs != nil && decision.latency.releasedUs != nil)
+        #expect(decision.latency.clearedUs != nil, "under_oom cleared after the kill")
+        let status = try daemon.cli(["status", "--json"])
+        #expect(status.output.contains("\"enforced\" : 1"), "\(status.output)")
+    }
+
+    @Test func growthPolicyKillsTheLeakerNotTheLargest() throws {
+        let daemon = try DaemonProcess()
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 200 * Self.mib)
+        #expect(try daemon.cli(["load", "oom_growth", "--scope", memcg.path, "--mode", "enforce"]).status == 0)
+        let idleBig = try workload(["hold", "--rss", "120M", "--cgroup", memcg.path])
+        let leaker = try workload(["grow", "--rate", "50M", "--initial", "8M", "--cgroup", memcg.path])
+        #expect(eventually(20) { isGone(leaker.pid) }, "the leaker is killed; daemon log:\n\(daemon.log)")
+        #expect(!isGone(idleBig.pid), "the idle largest process survives")
+        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_growth").first { $0.outcome == .enforced }?.victimPID) == leaker.pid })
+    }
+
+    @Test func onlyProtectedCandidatesFallBackToTheKernel() throws {
+        let manifest = """
+            name = "oom_protected"
+            kind = "oom"
+            object = "oom_largest.bpf.o"
+            description = "oom_largest, but every workload is protected"
+            [protect]
+            comms = ["mmpolicy-worklo"]
+            """
+        let daemon = try DaemonProcess(policies: ["oom_protected": manifest])
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 160 * Self.mib)
+        #expect(try daemon.cli(["load", "oom_protected", "--scope", memcg.path, "--mode", "enforce"]).status == 0)
+        let a = try workload(["hold", "--rss", "40M", "--cgroup", memcg.path])
+        let b = try workload(["grow", "--rate", "100M", "--max", "200M", "--cgroup", memcg.path])
+        #expect(eventually(15) { isGone(a.pid) || isGone(b.pid) }, "the kernel killer resolves the OOM; daemon log:\n\(daemon.log)")
+        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_protected").contains { $0.outcome == .rejected }) == true })
+        let rejected = try #require(try decisions(daemon, policy: "oom_protected").first { $0.outcome == .rejected })
+        #expect(rejected.detail.contains("protect"), "\(rejected.detail)")
+        #expect(eventually(5) { (try? oomKillDisable(memcg)) == true }, "the kernel killer is disabled again once the OOM cleared")
+    }
+
+    @Test func aVictimOutsideTheScopeIsRejectedAsAStrike() throws {
+        let manifest = """
+            name = "oom_fixed"
+            kind = "oom"
+            object = "\(TestPaths.fixture("oom_fixed_victim"))"
+            description = "names one victim whatever happens"
+            """
+        let daemon = try DaemonProcess(policies: ["oom_fixed": manifest])
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 128 * Self.mib)
+        let outsider = try workload(["hold", "--rss", "16M"])
+        let load = try daemon.cli(["load", "oom_fixed", "--scope", memcg.path, "--set", "victim_pid=\(outsider.pid)"])
+        #expect(load.status == 0, "\(load.output)")
+        let inside = try workload(["grow", "--rate", "100M", "--max", "200M", "--cgroup", memcg.path])
+        #expect(eventually(15) { isGone(inside.pid) }, "the kernel killer kills inside the scope; daemon log:\n\(daemon.log)")
+        #expect(!isGone(outsider.pid), "the process outside the scope survives")
+        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_fixed").first?.outcome) == .rejected })
+        let decision = try #require(try decisions(daemon, policy: "oom_fixed").first)
+        #expect(decision.detail.contains("outside the scope"), "\(decision.detail)")
+        #expect(try daemon.cli(["status", "--json"]).output.contains("\"rejections\" : 1"))
+    }
+
+    @Test func observeModeRecordsPolicyAndKernelVictims() throws {
+        let daemon = try DaemonProcess()
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 200 * Self.mib)
+        #expect(try daemon.cli(["load", "oom_largest", "--scope", memcg.path, "--mode", "observe"]).status == 0)
+        let small = try workload(["hold", "--rss", "30M", "--cgroup", memcg.path])
+        let big = try workload(["hold", "--rss", "100M", "--cgroup", memcg.path])
+        let grower = try workload(["grow", "--rate", "100M", "--max", "100M", "--cgroup", memcg.path])
+        #expect(eventually(15) { isGone(big.pid) }, "the kernel kills the largest; daemon log:\n\(daemon.log)")
+        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_largest").first?.kernelVictimPID) != nil })
+        let decision = try #require(try decisions(daemon, policy: "oom_largest").first)
+        #expect(decision.outcome == .observed)
+        #expect(decision.victimPID == big.pid && decision.kernelVictimPID == big.pid, "policy and kernel agree")
+        let events = try decode(daemon.events())
+        #expect(events.contains { $0.type == .kernelKill && $0.summary.contains("pid \(big.pid)") })
+        #expect(try daemon.cli(["status", "--json"]).output.contains("\"agreements\" : 1"))
+        _ = (small, grower)
+    }
+
+    @Test func sigtermRestoresKnobsAndARestartKeepsThePolicySet() throws {
+        let daemon = try DaemonProcess()
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 200 * Self.mib)
+        let child = try memcg.child("batch")
+        #expect(try daemon.cli(["load", "oom_largest", "--scope", memcg.path, "--mode", "enforce"]).status == 0)
+        #expect(try oomKillDisable(memcg))
+        #expect(try readFile(child + "/memory.oom_control").contains("oom_kill_disable 1"), "children are managed too")
+        #expect(daemon.stop() == 0, "a clean exit on SIGTERM; log:\n\(daemon.log)")
+        #expect(try !oomKillDisable(memcg))
+        #expect(try !readFile(child + "/memory.oom_control").contains("oom_kill_disable 1"))
+        let pins = (try? runCommand("/bin/ls", ["-A", "/sys/fs/bpf/mmpolicy"]).output) ?? ""
+        #expect(pins.isEmpty || pins.contains("No such file"), "no pins left: \(pins)")
+
+        try daemon.start()
+        let status = try daemon.cli(["status"])
+        #expect(status.output.contains("oom_largest") && status.output.contains(memcg.path), "\(status.output)")
+        #expect(try oomKillDisable(memcg), "the restarted daemon enforces again")
+    }
+
+    @Test func nonRootClientsAreRefused() throws {
+        let daemon = try DaemonProcess()
+        // Let uid 65534 reach the socket, so that SO_PEERCRED, not file modes, refuses it.
+        chmod(daemon.scratch.path, 0o755)
+        chmod(daemon.socket, 0o666)
+        let result = try runCommand("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups",
+                                                         TestPaths.product("mmpolicy"), "status", "--socket", daemon.socket])
+        #expect(result.status != 0)
+        #expect(result.output.contains("root"), "\(result.output)")
+    }
+
+    @Test func badRequestsGetClearErrorsAndDisturbNothing() throws {
+        let daemon = try DaemonProcess()
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 64 * Self.mib)
+        #expect(try daemon.cli(["load", "oom_largest", "--scope", memcg.path]).status == 0)
+
+        let unknown = try daemon.cli(["load", "no_such_policy"])
+        #expect(unknown.status != 0 && unknown.output.contains("no policy named 'no_such_policy'"), "\(unknown.output)")
+        let badScope = try daemon.cli(["load", "oom_growth", "--scope", "/sys/fs/cgroup/memory/no-such-group-\(getpid())"])
+        #expect(badScope.status != 0 && badScope.output.contains("does not exist"), "\(badScope.output)")
+        let twice = try daemon.cli(["load", "oom_largest", "--scope", memcg.path])
+        #expect(twice.status != 0 && twice.output.contains("already loaded"), "\(twice.output)")
+        let unloadUnknown = try daemon.cli(["unload", "nothing_here"])
+        #expect(unloadUnknown.status != 0 && unloadUnknown.output.contains("no policy named 'nothing_here' is loaded"))
+        let status = try daemon.cli(["status"])
+        #expect(status.output.contains("oom_largest"), "the loaded policy is undisturbed")
+        #expect(try oomKillDisable(memcg))
+
+        let notRunning = try runCommand(TestPaths.product("mmpolicy"), ["status", "--socket", daemon.scratch.path + "/nothing.sock"])
+        #expect(notRunning.status != 0 && notRunning.output.contains("not running"), "\(notRunning.output)")
+    }
+}
