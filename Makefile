@@ -6,9 +6,11 @@ FIXTURE_OUT := $(BPF_OUT)/fixtures
 VMLINUX := $(BUILD)/vmlinux.h
 ABI_HEADERS := $(wildcard bpf-programs/include/mmpolicy/*.h)
 POLICY_SRCS := $(wildcard bpf-programs/*.bpf.c)
+SENSOR_SRCS := $(wildcard bpf-programs/sensors/*.bpf.c)
 FIXTURE_SRCS := $(wildcard Tests/Fixtures/bpf/*.bpf.c)
 BENCH_SRCS := $(wildcard bench/bpf/*.bpf.c)
 POLICY_OBJS := $(patsubst bpf-programs/%.bpf.c,$(BPF_OUT)/%.bpf.o,$(POLICY_SRCS))
+SENSOR_OBJS := $(patsubst bpf-programs/sensors/%.bpf.c,$(BPF_OUT)/sensors/%.bpf.o,$(SENSOR_SRCS))
 FIXTURE_OBJS := $(patsubst Tests/Fixtures/bpf/%.bpf.c,$(FIXTURE_OUT)/%.bpf.o,$(FIXTURE_SRCS))
 BENCH_OBJS := $(patsubst bench/bpf/%.bpf.c,$(BPF_OUT)/bench/%.bpf.o,$(BENCH_SRCS))
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
@@ -28,7 +30,7 @@ setup:
 
 build: setup bpf swift
 
-bpf: $(POLICY_OBJS) $(FIXTURE_OBJS) $(BENCH_OBJS)
+bpf: $(POLICY_OBJS) $(SENSOR_OBJS) $(FIXTURE_OBJS) $(BENCH_OBJS)
 
 # CO-RE types of the running kernel.
 $(VMLINUX):
@@ -37,6 +39,11 @@ $(VMLINUX):
 
 $(BPF_OUT)/%.bpf.o: bpf-programs/%.bpf.c $(VMLINUX) $(ABI_HEADERS)
 	@mkdir -p $(BPF_OUT)
+	$$(tools/bpf-clang) $(BPF_CFLAGS) -c $< -o $@
+
+# The daemon's own sensors (not policies: no ops table).
+$(BPF_OUT)/sensors/%.bpf.o: bpf-programs/sensors/%.bpf.c $(VMLINUX) $(ABI_HEADERS)
+	@mkdir -p $(BPF_OUT)/sensors
 	$$(tools/bpf-clang) $(BPF_CFLAGS) -c $< -o $@
 
 $(FIXTURE_OUT)/%.bpf.o: Tests/Fixtures/bpf/%.bpf.c $(VMLINUX) $(ABI_HEADERS)

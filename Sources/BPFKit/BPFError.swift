@@ -11,6 +11,7 @@ public struct BPFError: Error, Sendable, CustomStringConvertible {
     public enum Operation: String, Sendable {
         case read, open, parse, setParameter = "set parameter", load, attach, run, pin, unpin
         case mapLookup = "map lookup", mapUpdate = "map update", mapDelete = "map delete", query
+        case readRingBuffer = "read the ring buffer of"
     }
 
     public var operation: Operation

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * oom_sensors: wake the daemon the moment the kernel starts to struggle.
+ *
+ * What it does: writes a struct mmpolicy_sensor_event into the ring buffer
+ * `events` when
+ *   - a task enters direct reclaim (vmscan:mm_vmscan_direct_reclaim_begin),
+ *   - an allocation wakes kswapd (vmscan:mm_vmscan_wakeup_kswapd),
+ *   - a task enters memcg reclaim (vmscan:mm_vmscan_memcg_reclaim_begin),
+ *     tagged with that task's memory cgroup,
+ *   - RSS, summed over every process, grew by the budget user space armed in
+ *     `sensor_config` (kmem:rss_stat; one event, then it disarms),
+ *   - the kernel OOM killer marks a victim (tp_btf/mark_victim, whose typed
+ *     argument is the victim task, so its memory cgroup can be read).
+ * The three reclaim events are rate-limited: at most one per type every
+ * `min_interval_ns`, so a reclaim storm costs user space one wake-up per
+ * interval.
+ *
+ * Where it falls short: the memcg reclaim tracepoint does not say which memcg
+ * is reclaimed, so the event names the cgroup of the task that triggered it;
+ * that is an ancestor's limit being hit when the limit is higher up, and the
+ * writer's cgroup for reclaim forced through memory.reclaim or a lowered
+ * limit. The rate limit is per type, not per cgroup: reclaim in one memcg
+ * hides reclaim in another within the interval. RSS growth is read from
+ * rss_stat, which reports the folded part of per-CPU counters, so growth is
+ * seen in batches and shrinkage is ignored (the budget measures allocation,
+ * not net use); the first change of a counter seen for the first time is not
+ * counted. Page cache that no process maps is not RSS and is not counted.
+ */
+#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/sensor_common.h"
+
+/* Shortest gap between two reclaim events of one type. */
+const volatile __u64 min_interval_ns = 10000000;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mmpolicy_sensor_config);
+} sensor_config SEC(".maps");
+
+/* The last size rss_stat reported for one counter of one mm. */
+struct rss_key {
+	__u32 mm_id;
+	__s32 member;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct rss_key);
+	__type(value, __s64);
+} rss_last SEC(".maps");
+
+/* When each event type was last emitted (rate limit). */
+__u64 last_emit_ns[MMPOLICY_SENSOR_EVENT_TYPES];
+
+/* The memory cgroup's id (its kernfs id, the directory inode) of @task. */
+static __always_inline __u64 memcg_id(struct task_struct *task)
+{
+	int memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+
+	return BPF_CORE_READ(task, cgroups, subsys[memory], cgroup, kn, id);
+}
+
+/* True for at most one caller per min_interval_ns and @type, across CPUs. */
+static __always_inline bool rate_limit_pass(__u32 type, __u64 now)
+{
+	__u64 last;
+
+	if (type >= MMPOLICY_SENSOR_EVENT_TYPES)
+		return false;
+	last = last_emit_ns[type];
+	if (now - last < min_interval_ns)
+		return false;
+	return __sync_val_compare_and_swap(&last_emit_ns[type], last, now) == last;
+}
+
+/* Emits an event about the current task. */
+static __always_inline void emit_current(__u32 type, __u64 value, bool with_memcg)
+{
+	struct mmpolicy_sensor_event *e;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->type = type;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->time_ns = bpf_ktime_get_ns();
+	e->value = value;
+	e->cgroup_id = with_memcg ? memcg_id(bpf_get_current_task_btf()) : 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void reclaim_event(__u32 type, int order, bool with_memcg)
+{
+	if (rate_limit_pass(type, bpf_ktime_get_ns()))
+		emit_current(type, order, with_memcg);
+}
+
+SEC("tracepoint/vmscan/mm_vmscan_direct_reclaim_begin")
+int sensor_direct_reclaim(struct trace_event_raw_mm_vmscan_direct_reclaim_begin_template *tp)
+{
+	reclaim_event(MMPOLICY_SENSOR_RECLAIM_DIRECT, tp->order, false);
+	return 0;
+}
+
+SEC("tracepoint/vmscan/mm_vmscan_wakeup_kswapd")
+int sensor_kswapd_wake(struct trace_event_raw_mm_vmscan_wakeup_kswapd *tp)
+{
+	reclaim_event(MMPOLICY_SENSOR_KSWAPD_WAKE, tp->order, false);
+	return 0;
+}
+
+SEC("tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin")
+int sensor_memcg_reclaim(struct trace_event_raw_mm_vmscan_direct_reclaim_begin_template *tp)
+{
+	reclaim_event(MMPOLICY_SENSOR_MEMCG_RECLAIM, tp->order, true);
+	return 0;
+}
+
+SEC("tracepoint/kmem/rss_stat")
+int sensor_rss_stat(struct trace_event_raw_rss_stat *tp)
+{
+	struct rss_key key = { .mm_id = tp->mm_id, .member = tp->member };
+	struct mmpolicy_sensor_config *cfg;
+	struct mmpolicy_sensor_event *e;
+	__s64 size = tp->size, *last;
+	__u64 growth, before;
+	__u32 zero = 0;
+
+	last = bpf_map_lookup_elem(&rss_last, &key);
+	if (!last) {
+		bpf_map_update_elem(&rss_last, &key, &size, BPF_ANY);
+		return 0;
+	}
+	growth = size > *last ? size - *last : 0;
+	*last = size;
+	cfg = bpf_map_lookup_elem(&sensor_config, &zero);
+	if (!growth || !cfg || !cfg->armed)
+		return 0;
+	before = __sync_fetch_and_add(&cfg->accumulated_bytes, growth);
+	/* Exactly one change crosses the budget: it reports and disarms. */
+	if (before >= cfg->budget_bytes || before + growth < cfg->budget_bytes)
+		return 0;
+	cfg->armed = 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	e->type = MMPOLICY_SENSOR_RSS_BUDGET;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->time_ns = bpf_ktime_get_ns();
+	e->value = before + growth;
+	e->cgroup_id = memcg_id(bpf_get_current_task_btf());
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(sensor_mark_victim, struct task_struct *task, uid_t uid)
+{
+	struct mmpolicy_sensor_event *e;
+	struct mm_struct *mm = task->mm;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	e->type = MMPOLICY_SENSOR_MARK_VICTIM;
+	e->pid = task->tgid;
+	e->time_ns = bpf_ktime_get_ns();
+	e->value = 0;
+	if (mm) {
+		/* The kernel's own figure: get_mm_counter(), the folded counters. */
+		__s64 pages = BPF_CORE_READ(mm, rss_stat[MM_ANONPAGES].count) +
+			      BPF_CORE_READ(mm, rss_stat[MM_FILEPAGES].count) +
+			      BPF_CORE_READ(mm, rss_stat[MM_SHMEMPAGES].count);
+
+		e->value = pages > 0 ? (__u64)pages << MMPOLICY_PAGE_SHIFT : 0;
+	}
+	e->cgroup_id = memcg_id(task);
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
