@@ -72,7 +72,9 @@ bench: setup
 	$(MAKE) bpf
 	swift build -c release --product mmpolicy-bench
 	swift build -c release --product mmpolicy-workload
-	.build/release/mmpolicy-bench
+	swift build -c release --product mmpolicy
+	.build/release/mmpolicy-bench select
+	.build/release/mmpolicy-bench oom
 
 clean:
 	rm -rf $(BUILD) .build

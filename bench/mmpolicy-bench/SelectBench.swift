@@ -1,12 +1,10 @@
-// mmpolicy-bench: the figures of issue #2, measured on the running kernel.
+// `mmpolicy-bench select`: the figures of issue #2, measured on the running kernel.
 //
 //   load:     open + verify + load time of each reference policy object.
 //   select:   select_victim latency (BPF_PROG_RUN round trip, measured in user
 //             space) at 100 and 1,000 live processes, system scope, next to an
 //             earlyoom-style /proc scan (read every process's oom_score and
 //             pick the highest) on the same processes, as a ratio.
-//
-// Run with `make bench` (as root).
 import ArgumentParser
 import BPFKit
 import MMPolicyCore
@@ -16,9 +14,8 @@ import MMPolicyKinds
 import Glibc
 #endif
 
-@main
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mmpolicy-bench", abstract: "Benchmarks of policy load time and OOM victim selection.")
+struct SelectBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "select", abstract: "Policy load time and select_victim latency against an earlyoom-style /proc scan.")
 
     @Option(help: "Directory of built policy objects.") var objects = "build/bpf"
     @Option(help: "Path of mmpolicy-workload.") var workload = ".build/release/mmpolicy-workload"
@@ -98,7 +95,7 @@ final class BPFStatsSwitch {
     let path = "/proc/sys/kernel/bpf_stats_enabled"
     let original: String
     init() throws {
-        original = try String(contentsOfProcFile: path).trimmingCharacters(in: "\n ")
+        original = try String(contentsOfProcFile: path).trimmed("\n ")
         try write(path, "1")
     }
     func restore() { try? write(path, original) }
@@ -142,11 +139,6 @@ final class IdleProcesses {
     }
 }
 
-struct BenchError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
-
 /// What a user-space killer such as earlyoom does to pick a victim: read every
 /// process's oom_score from /proc and take the highest.
 func procScanVictim() -> Int32 {
@@ -178,46 +170,3 @@ func liveProcessCount() -> Int {
     return count
 }
 
-func physicalMemoryBytes() -> UInt64 {
-    UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE)))
-}
-
-func kernelRelease() -> String {
-    var u = utsname()
-    uname(&u)
-    return withUnsafeBytes(of: u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-}
-
-func write(_ path: String, _ text: String) throws {
-    let fd = open(path, O_WRONLY)
-    guard fd >= 0 else { throw BenchError("cannot open \(path): errno \(errno)") }
-    defer { close(fd) }
-    guard Glibc.write(fd, text, text.utf8.count) == text.utf8.count else { throw BenchError("cannot write \(path): errno \(errno)") }
-}
-
-func percentile(_ samples: [Double], _ p: Double) -> Double {
-    let sorted = samples.sorted()
-    guard !sorted.isEmpty else { return .nan }
-    let rank = Int((p / 100 * Double(sorted.count - 1)).rounded())
-    return sorted[rank]
-}
-
-func fmt(_ value: Double, _ decimals: Int = 1) -> String {
-    guard value.isFinite else { return "-" }
-    var scale = 1.0
-    for _ in 0..<decimals { scale *= 10 }
-    let scaled = Int((value * scale).rounded())
-    if decimals == 0 { return String(scaled) }
-    let whole = scaled / Int(scale), frac = abs(scaled % Int(scale))
-    let fracText = String(frac)
-    return "\(whole).\(String(repeating: "0", count: decimals - fracText.count))\(fracText)"
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var view = Substring(self)
-        while let c = view.first, set.contains(c) { view = view.dropFirst() }
-        while let c = view.last, set.contains(c) { view = view.dropLast() }
-        return String(view)
-    }
-}

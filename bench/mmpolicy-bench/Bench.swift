@@ -1,0 +1,17 @@
+// mmpolicy-bench: benchmarks of mmpolicy against the kernel and its peers,
+// measured on the running kernel. Run with `make bench` (as root).
+//
+//   select (default): policy load time and select_victim latency (issue #2).
+//   oom:              time from an OOM to the victim's memory being released,
+//                     mmpolicy vs the kernel OOM killer (v1 memcg) and vs
+//                     earlyoom (system scope); the daemon's idle cost.
+import ArgumentParser
+
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mmpolicy-bench",
+        abstract: "Benchmarks of mmpolicy against the kernel and its peers.",
+        subcommands: [SelectBench.self, OOMBench.self],
+        defaultSubcommand: SelectBench.self)
+}

@@ -1,0 +1,311 @@
+// `mmpolicy-bench oom`: how fast an OOM is resolved, mmpolicy against the
+// kernel OOM killer (cgroup v1 memcg) and against earlyoom (system scope),
+// and what the daemon costs when idle. See bench/README.md for the method.
+import ArgumentParser
+import BPFKit
+import MMPolicyCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct OOMBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "oom",
+        abstract: "OOM reaction time: mmpolicy vs the kernel OOM killer (v1 memcg) and vs earlyoom (system scope); daemon idle cost.",
+        discussion: """
+            Needs root, the memory controller on cgroup v1, built BPF objects (make bpf) and release \
+            binaries of mmpolicy and mmpolicy-workload. Everything it changes (the memcg \
+            mmpolicy-bench-oom, RAM ballast, the daemon, earlyoom) is undone at the end and on ^C.
+            """)
+
+    @Option(help: "Directory of built BPF objects (the daemon's MMPOLICY_OBJECT_PATH).") var objects = "build/bpf"
+    @Option(help: "Path of mmpolicy-workload.") var workload = ".build/release/mmpolicy-workload"
+    @Option(help: "Path of mmpolicy (the daemon and its CLI).") var mmpolicy = ".build/release/mmpolicy"
+    @Option(help: "Directory of policy manifests to copy for the daemon.") var policies = "policies"
+    @Option(help: "Path of earlyoom.") var earlyoom = "/usr/bin/earlyoom"
+
+    @Option(help: "Episodes per contender in the memcg comparison.") var episodes = 30
+    @Option(help: "The benchmark memcg's memory.limit_in_bytes.") var memcgLimit = "192M"
+    @Option(help: "Resident size of the intended victim (the largest process in the memcg).") var victimRss = "96M"
+    @Option(help: "Resident size of the second, smaller holder.") var smallRss = "32M"
+    @Option(help: "Growth rate of the memcg grower (mmpolicy-workload grow --rate).") var memcgRate = "512M"
+
+    @Option(help: "Episodes per contender at system scope.") var systemEpisodes = 30
+    @Option(help: "Growth rate of the system-scope grower.") var systemRate = "1G"
+    @Option(help: "MiB of MemAvailable above the 10 % line when each system episode starts.") var headroomMib = 1536
+
+    @Option(help: "Seconds of daemon idle measurement.") var idleSeconds = 30
+
+    @Flag(help: "Skip the memcg comparison (a, b).") var skipMemcg = false
+    @Flag(help: "Skip the system-scope comparison with earlyoom (c).") var skipSystem = false
+    @Flag(help: "Skip the daemon idle measurement.") var skipIdle = false
+    @Flag(help: "Measure only the peers (kernel killer, earlyoom): no daemon needed.") var peersOnly = false
+
+    static let memcgPath = "/sys/fs/cgroup/memory/mmpolicy-bench-oom"
+
+    func validate() throws {
+        guard episodes >= 1, systemEpisodes >= 1 else { throw ValidationError("--episodes and --system-episodes must be at least 1") }
+        guard parseSize(memcgLimit) != nil, parseSize(victimRss) != nil, parseSize(smallRss) != nil else {
+            throw ValidationError("sizes are bytes with an optional K, M or G suffix")
+        }
+    }
+
+    func run() throws {
+        guard geteuid() == 0 else { throw BenchError("mmpolicy-bench oom must run as root") }
+        for (path, what) in [(workload, "mmpolicy-workload")] + (peersOnly ? [] : [(mmpolicy, "mmpolicy")]) where access(path, X_OK) != 0 {
+            throw BenchError("\(path) is missing: build \(what) with `swift build -c release --product \(what)`")
+        }
+        guard access(objects + "/oom_largest.bpf.o", R_OK) == 0 else { throw BenchError("\(objects)/oom_largest.bpf.o is missing: run `make bpf`") }
+        let rivals = processes(named: ["earlyoom", "nohang", "systemd-oomd"])
+        guard rivals.isEmpty else {
+            throw BenchError("another OOM killer is running (\(rivals.map { "\($0.comm) \($0.pid)" }.joined(separator: ", "))): it would race the contenders; stop it first")
+        }
+        let otherDaemons = processes(named: ["mmpolicy"])
+        if !otherDaemons.isEmpty {
+            print("note: other mmpolicy processes are running (pids \(otherDaemons.map { String($0.pid) }.joined(separator: ", "))); they do not govern \(Self.memcgPath)\n")
+        }
+        Interrupt.install()
+
+        let memory = try MemInfo.read()
+        print("# mmpolicy-bench oom (kernel \(kernelRelease()), \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, \(memory.memTotal >> 20) MiB RAM, swap \(memory.swapTotal >> 20) MiB)\n")
+        let scratch = try ScratchDirectory()
+        do {
+            let memcg = (!skipMemcg || !skipIdle) ? try BenchMemcg(path: Self.memcgPath, limitBytes: UInt64(parseSize(memcgLimit)!)) : nil
+            if !skipMemcg, let memcg { try runMemcg(memcg, scratch: scratch) }
+            if !skipSystem { try runSystem(scratch: scratch) }
+            if !skipIdle && !peersOnly, let memcg { try runIdle(memcg, scratch: scratch) }
+        } catch {
+            scratch.keep = true
+            throw error
+        }
+    }
+
+    // MARK: (a) and (b): v1 memcg
+
+    func runMemcg(_ memcg: BenchMemcg, scratch: ScratchDirectory) throws {
+        let notifier = try OOMNotifier(memcg: memcg.path)
+        let runner = MemcgEpisodeRunner(workload: workload, memcg: memcg, notifier: notifier,
+                                        victimRSS: victimRss, smallRSS: smallRss, growRate: memcgRate)
+        print("## memcg OOM: limit hit -> victim's memory released\n")
+        print("One v1 memcg (\(memcg.path)), limit \(memcgLimit); per episode `hold --rss \(victimRss)` (the intended victim), `hold --rss \(smallRss)`, `grow --rate \(memcgRate)`. Start: the benchmark's own eventfd on memory.oom_control fires; end: the first workload's pidfd is readable. \(episodes) episodes each.\n")
+
+        // (b) the kernel killer alone.
+        let control = try memcg.memcg.oomControl()
+        guard !control.oomKillDisable else { throw BenchError("\(memcg.path) has oom_kill_disable 1: something else governs it") }
+        var kernel: [MemcgEpisode] = []
+        for _ in 0..<episodes {
+            guard try !memcg.memcg.oomControl().oomKillDisable else { throw BenchError("oom_kill_disable of \(memcg.path) turned 1 during the kernel episodes: another daemon governs it") }
+            var episode = try runner.run()
+            if episode.problem == nil && episode.kernelKills == 0 { episode.problem = "the kernel killed nobody" }
+            kernel.append(episode)
+        }
+
+        // (a) mmpolicy oom_largest, enforce, on the same memcg.
+        var policy: [MemcgEpisode] = []
+        var decisions: [EventRecord] = []
+        var stopStatus: Int32?
+        if !peersOnly {
+            let daemon = try DaemonSession(mmpolicy: mmpolicy, objects: objects, policies: policies, scratch: scratch, name: "memcg")
+            try daemon.load("oom_largest", scope: memcg.path, mode: "enforce")
+            // The daemon disables the kernel killer on the group it governs.
+            let disableDeadline = monotonicNanoseconds() + 5_000_000_000
+            while try !memcg.memcg.oomControl().oomKillDisable {
+                guard monotonicNanoseconds() < disableDeadline else { throw BenchError("the daemon did not take over \(memcg.path) (oom_kill_disable stayed 0)") }
+                sleepMs(10)
+            }
+            for _ in 0..<episodes {
+                var episode = try runner.run()
+                if episode.problem == nil && episode.kernelKills > 0 { episode.problem = "the kernel killed (fallback)" }
+                policy.append(episode)
+                sleepMs(20)  // the daemon records the decision once under_oom clears
+            }
+            decisions = try daemon.decisions(policy: "oom_largest")
+            stopStatus = daemon.stop()
+        }
+        let restored = try !memcg.memcg.oomControl().oomKillDisable
+
+        let kernelValid = kernel.filter { $0.problem == nil }, policyValid = policy.filter { $0.problem == nil }
+        let kernelMs = kernelValid.compactMap(\.latencyMs), policyMs = policyValid.compactMap(\.latencyMs)
+        print("| killer | episodes | p50 ms | p99 ms | max ms | died first: the \(victimRss) holder | memcg usage drop MiB (median) | kernel kills |")
+        print("|---|---|---|---|---|---|---|---|")
+        for (name, all, valid, ms) in [("kernel OOM killer (oom_kill_disable 0)", kernel, kernelValid, kernelMs),
+                                       ("mmpolicy oom_largest (enforce)", policy, policyValid, policyMs)] {
+            let victims = valid.filter { $0.died == "victim" }.count
+            let drops = valid.compactMap(\.usageDropBytes).map { Double($0) / 1048576 }
+            print("| \(name) | \(valid.count)/\(all.count) | \(fmt(percentile(ms, 50), 2)) | \(fmt(percentile(ms, 99), 2)) | \(fmt(ms.max() ?? .nan, 2)) | \(victims)/\(valid.count) | \(fmt(percentile(drops, 50), 0)) | \(all.reduce(0) { $0 + $1.kernelKills }) |")
+        }
+        let p50Ratio = percentile(policyMs, 50) / percentile(kernelMs, 50), p99Ratio = percentile(policyMs, 99) / percentile(kernelMs, 99)
+        print("\nmmpolicy / kernel: p50 \(fmt(p50Ratio, 2))x, p99 \(fmt(p99Ratio, 2))x (target <= 2x: \(p99Ratio <= 2 ? "met" : "not met"))")
+        reportProblems("kernel", kernel)
+        reportProblems("mmpolicy", policy)
+
+        // The daemon's own account of each decision, from its wake-up.
+        let enforced = decisions.filter { $0.decision?.outcome == .enforced }
+        let victimPIDs = Set(policy.compactMap { $0.died == "victim" ? $0.diedPID : nil })
+        let chose = enforced.filter { $0.decision?.victimPID.map(victimPIDs.contains) == true }.count
+        print("\nmmpolicy's own latency breakdown (`mmpolicy events --json`), \(enforced.count) enforced of \(decisions.count) decisions, \(chose) chose the \(victimRss) holder:\n")
+        print("| step, from the daemon's wake-up | p50 ms | p99 ms | max ms | target |")
+        print("|---|---|---|---|---|")
+        let steps: [(String, KeyPath<DecisionRecord.Latency, Double?>, String)] = [
+            ("victim chosen (decisionUs)", \.decisionUs, ""),
+            ("SIGKILL sent (killUs)", \.killUs, "p99 <= 10 ms"),
+            ("process_mrelease returned (releasedUs)", \.releasedUs, ""),
+            ("under_oom cleared (clearedUs)", \.clearedUs, ""),
+        ]
+        for (name, path, target) in steps {
+            let ms = enforced.compactMap { $0.decision?.latency[keyPath: path] }.map { $0 / 1000 }
+            let met = target.isEmpty ? "" : (percentile(ms, 99) <= 10 ? " (met)" : " (not met)")
+            print("| \(name) | \(fmt(percentile(ms, 50), 2)) | \(fmt(percentile(ms, 99), 2)) | \(fmt(ms.max() ?? .nan, 2)) | \(target)\(met) |")
+        }
+        print("\ndaemon stopped with \(stopStatus.map(describeStatus) ?? "?"); oom_kill_disable of the memcg back to 0: \(restored ? "yes" : "NO")\n")
+        if !restored { throw BenchError("the daemon left oom_kill_disable 1 on \(memcg.path)") }
+    }
+
+    func reportProblems(_ name: String, _ episodes: [MemcgEpisode]) {
+        let problems = episodes.compactMap(\.problem)
+        if !problems.isEmpty { print("\(name): \(problems.count) episodes not counted: \(Set(problems).sorted().joined(separator: "; "))") }
+    }
+
+    // MARK: (c): system scope, mmpolicy vs earlyoom
+
+    func runSystem(scratch: ScratchDirectory) throws {
+        let reader = try MemAvailableReader()
+        let ballast = try Ballast()
+        let runner = SystemEpisodeRunner(workload: workload, ballast: ballast, reader: reader, thresholdPercent: 10,
+                                         headroomBytes: UInt64(headroomMib) << 20, growRate: systemRate)
+        print("## System scope: MemAvailable <= 10 % -> the grower's memory released\n")
+        print("RAM is filled with ballast (memfd pages: no process owns them) until MemAvailable is \(headroomMib) MiB above 10 % of MemTotal; then one `grow --rate \(systemRate) --oom-score-adj 1000` allocates until killed. A sampler reads /proc/meminfo every 1 ms: start = the first sample with MemAvailable <= 10 %, end = the grower's pidfd readable. \(systemEpisodes) episodes each, one killer at a time.\n")
+        let memory = try MemInfo.read()
+        guard memory.memAvailable > runner.thresholdBytes + runner.headroomBytes + (512 << 20) else {
+            throw BenchError("MemAvailable is already \(memory.memAvailable >> 20) MiB: too little to start system episodes")
+        }
+
+        // earlyoom at its defaults (-r 0 only turns off the periodic memory report).
+        let earlyoomLog = scratch.path + "/earlyoom.log"
+        var early: [SystemEpisode] = []
+        do {
+            try runner.prepare()
+            let killer = try ChildProcess(earlyoom, ["-r", "0"], output: .file(earlyoomLog))
+            defer { killer.stop() }
+            sleepMs(500)
+            if killer.reapIfExited() != nil { throw BenchError("earlyoom exited at start: \(readSmallFile(earlyoomLog) ?? "")") }
+            for _ in 0..<systemEpisodes {
+                early.append(try runner.run())
+                sleepMs(200)
+            }
+        }
+        let earlyoomVictims = Self.earlyoomVictims(readSmallFile(earlyoomLog) ?? "")
+
+        // mmpolicy oom_largest at system scope, enforce, default thresholds.
+        var policy: [SystemEpisode] = []
+        var decisions: [EventRecord] = []
+        if !peersOnly {
+            try runner.prepare()
+            let daemon = try DaemonSession(mmpolicy: mmpolicy, objects: objects, policies: policies, scratch: scratch, name: "system")
+            try daemon.load("oom_largest", scope: "system", mode: "enforce")
+            sleepMs(500)
+            for _ in 0..<systemEpisodes {
+                policy.append(try runner.run())
+                sleepMs(200)
+            }
+            decisions = try daemon.decisions(policy: "oom_largest")
+            daemon.stop()
+        }
+        try ballast.resize(to: 0)
+        // An episode counts only if its grower was killed by the contender
+        // measured (not by another killer running on this machine).
+        let earlyoomKilled = Set(earlyoomVictims.map(\.pid))
+        for i in early.indices where early[i].problem == nil && !earlyoomKilled.contains(early[i].growerPID) {
+            early[i].problem = "the grower was killed, but not by earlyoom"
+        }
+        let policyKilled = Set(decisions.filter { $0.decision?.outcome == .enforced }.compactMap { $0.decision?.victimPID })
+        for i in policy.indices where policy[i].problem == nil && !policyKilled.contains(policy[i].growerPID) {
+            policy[i].problem = "the grower was killed, but not by mmpolicy"
+        }
+
+        print("| killer | episodes | p50 ms | p99 ms | max ms | killed the grower / kills | signal | crossing seen by the sampler | lowest MemAvailable % |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        let growerPIDsEarly = Set(early.map(\.growerPID)), growerPIDsPolicy = Set(policy.map(\.growerPID))
+        let earlyKills = earlyoomVictims.filter { $0.signal == "SIGTERM" || $0.signal == "SIGKILL" }
+        let policyKills = decisions.filter { $0.decision?.outcome == .enforced }
+        let rows: [(String, [SystemEpisode], String)] = [
+            ("earlyoom 1.7 (defaults, -r 0)", early, "\(earlyKills.filter { growerPIDsEarly.contains($0.pid) }.count)/\(earlyKills.count)"),
+            ("mmpolicy oom_largest (system, enforce)", policy, "\(policyKills.filter { $0.decision?.victimPID.map(growerPIDsPolicy.contains) == true }.count)/\(policyKills.count)"),
+        ]
+        var p50s: [Double] = [], p99s: [Double] = []
+        for (name, all, kills) in rows {
+            let valid = all.filter { $0.problem == nil }
+            let ms = valid.compactMap(\.reactionMs)
+            p50s.append(percentile(ms, 50))
+            p99s.append(percentile(ms, 99))
+            let signals = Dictionary(grouping: valid.compactMap(\.signal), by: { $0 }).map { "\($0.value.count)x \(signalName($0.key))" }.sorted().joined(separator: ", ")
+            print("| \(name) | \(valid.count)/\(all.count) | \(fmt(percentile(ms, 50))) | \(fmt(percentile(ms, 99))) | \(fmt(ms.max() ?? .nan)) | \(kills) | \(signals) | \(valid.filter(\.crossingSeen).count)/\(valid.count) | \(fmt(valid.map(\.minAvailablePercent).min() ?? .nan, 2)) |")
+            let problems = all.compactMap(\.problem)
+            if !problems.isEmpty { print("\n\(name): \(problems.count) episodes not counted: \(Set(problems).sorted().joined(separator: "; "))\n") }
+        }
+        let ratio50 = p50s[1] / p50s[0], ratio99 = p99s[1] / p99s[0]
+        print("\nmmpolicy / earlyoom: p50 \(fmt(ratio50, 3))x, p99 \(fmt(ratio99, 3))x (target <= 0.5x: \(ratio50 <= 0.5 && ratio99 <= 0.5 ? "met" : "not met"))\n")
+    }
+
+    /// (pid, signal) of every "sending SIGxxx to process PID" line of earlyoom's log.
+    static func earlyoomVictims(_ log: String) -> [(pid: Int32, signal: String)] {
+        log.split(separator: "\n").compactMap { line in
+            guard let sending = line.firstRange(of: "sending "), let to = line.firstRange(of: " to process ") else { return nil }
+            let signal = String(line[sending.upperBound..<to.lowerBound])
+            guard let pid = Int32(line[to.upperBound...].prefix { $0.isNumber }) else { return nil }
+            return (pid, signal)
+        }
+    }
+
+    // MARK: daemon idle
+
+    func runIdle(_ memcg: BenchMemcg, scratch: ScratchDirectory) throws {
+        print("## Daemon idle\n")
+        let daemon = try DaemonSession(mmpolicy: mmpolicy, objects: objects, policies: policies, scratch: scratch, name: "idle")
+        try daemon.load("oom_largest", scope: "system", mode: "observe")
+        try daemon.load("oom_growth", scope: memcg.path, mode: "enforce")
+        sleepMs(2000)  // past loading
+        guard let ticks0 = cpuTicks(pid: daemon.pid) else { throw BenchError("cannot read /proc/\(daemon.pid)/stat") }
+        let start = monotonicNanoseconds()
+        while monotonicNanoseconds() - start < UInt64(idleSeconds) * 1_000_000_000 {
+            try Interrupt.check()
+            sleepMs(100)
+        }
+        guard let ticks1 = cpuTicks(pid: daemon.pid) else { throw BenchError("the daemon died while idle; log in \(daemon.log)") }
+        let seconds = Double(monotonicNanoseconds() - start) / 1e9
+        let cpuPercent = Double(ticks1 - ticks0) / Double(sysconf(Int32(_SC_CLK_TCK))) / seconds * 100
+        let rss = statusBytes(pid: daemon.pid, key: "VmRSS").map { Double($0) / 1e6 } ?? .nan
+        let hwm = statusBytes(pid: daemon.pid, key: "VmHWM").map { Double($0) / 1e6 } ?? .nan
+        daemon.stop()
+        print("oom_largest (system, observe) and oom_growth (\(memcg.path), enforce) loaded; \(idleSeconds) s idle.\n")
+        print("| metric | value | target | met? |")
+        print("|---|---|---|---|")
+        print("| CPU, % of one core | \(fmt(cpuPercent, 2)) | <= 1 % | \(cpuPercent <= 1 ? "yes" : "no") |")
+        print("| VmRSS, MB | \(fmt(rss)) | <= 40 MB | \(rss <= 40 ? "yes" : "no") |")
+        print("| VmHWM (peak RSS, includes loading), MB | \(fmt(hwm)) | - | - |")
+        print("")
+    }
+}
+
+func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGKILL: "SIGKILL"
+    case SIGTERM: "SIGTERM"
+    default: "signal \(signal)"
+    }
+}
+
+/// Bytes from "192M"-style text (binary K, M, G suffixes), as mmpolicy-workload reads it.
+func parseSize(_ text: String) -> Int? {
+    var digits = Substring(text), unit = 1
+    switch digits.last {
+    case "K", "k": unit = 1 << 10
+    case "M", "m": unit = 1 << 20
+    case "G", "g": unit = 1 << 30
+    default: break
+    }
+    if unit != 1 { digits = digits.dropLast() }
+    guard let value = Int(digits), value >= 0 else { return nil }
+    return value * unit
+}

@@ -1,0 +1,257 @@
+// One OOM episode at a time, timed by the benchmark itself, the same way for
+// every contender.
+import BPFKit
+import MMPolicyCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - memcg episodes (a, b)
+
+/// What one memcg episode measured.
+struct MemcgEpisode {
+    /// The benchmark's own OOM eventfd fired -> the first workload's pidfd
+    /// became readable (it has exited; its mm is gone), ms. nil if invalid.
+    var latencyMs: Double?
+    /// Which workload died first: "victim" (the 96M holder), "small", "grower".
+    var died: String?
+    var diedPID: pid_t?
+    /// memory.usage_in_bytes right after the event minus right after the exit.
+    var usageDropBytes: Int64?
+    /// Kills by the kernel OOM killer in the group during the episode (memory.oom_control oom_kill).
+    var kernelKills: UInt64
+    /// Why the episode does not count; nil when it does.
+    var problem: String?
+}
+
+/// Waits in one poll() for the benchmark's OOM eventfd and every workload's
+/// pidfd, on its own thread, and time-stamps both (CLOCK_MONOTONIC right
+/// after poll returns). Written by its thread only, read after `join`.
+final class MemcgObserver: @unchecked Sendable {
+    let notifier: OOMNotifier
+    let memcg: MemcgV1
+    let pidfds: [Int32]
+    let timeoutNs: UInt64
+    /// The eventfd had already fired when observing began (the episode does not count).
+    var early = false
+    var eventNs: UInt64?
+    var usageAtEvent: UInt64?
+    var endNs: UInt64?
+    var exitedIndex: Int?
+    var usageAfterExit: UInt64?
+
+    init(notifier: OOMNotifier, memcg: MemcgV1, pidfds: [Int32], timeoutNs: UInt64) {
+        self.notifier = notifier
+        self.memcg = memcg
+        self.pidfds = pidfds
+        self.timeoutNs = timeoutNs
+    }
+
+    func run() {
+        if notifier.consume() > 0 { early = true }
+        var fds = ([notifier.rawValue] + pidfds).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let deadline = monotonicNanoseconds() + timeoutNs
+        while true {
+            let n = poll(&fds, nfds_t(fds.count), 20)
+            let now = monotonicNanoseconds()
+            if n > 0 {
+                if fds[0].revents != 0 {
+                    if eventNs == nil {
+                        eventNs = now
+                        usageAtEvent = try? memcg.usageBytes()
+                    }
+                    _ = notifier.consume()
+                }
+                if let index = fds.indices.dropFirst().first(where: { fds[$0].revents != 0 }) {
+                    endNs = now
+                    exitedIndex = index - 1
+                    usageAfterExit = try? memcg.usageBytes()
+                    return
+                }
+            }
+            if now >= deadline || Interrupt.requested { return }
+        }
+    }
+}
+
+/// Runs memcg episodes: a 96M holder (the intended victim, the largest), a
+/// smaller holder and a grower that pushes the group over its limit.
+struct MemcgEpisodeRunner {
+    let workload: String
+    let memcg: BenchMemcg
+    let notifier: OOMNotifier
+    let victimRSS: String
+    let smallRSS: String
+    let growRate: String
+
+    func run() throws -> MemcgEpisode {
+        try Interrupt.check()
+        let group = memcg.memcg
+        _ = notifier.consume()
+        let before = try group.oomControl()
+        var episode = MemcgEpisode(kernelKills: 0)
+        let roles = ["victim", "small", "grower"]
+        var children: [ChildProcess] = []
+        defer {
+            // Leftovers die before the next episode; the group must be empty.
+            for child in children { child.kill(SIGKILL) }
+            for child in children { child.wait() }
+            memcg.killAll()
+            if !memcg.waitEmpty(timeoutMs: 5000) { episode.problem = "the memcg did not empty" }
+            _ = notifier.consume()
+        }
+        for (role, arguments) in zip(roles, [["hold", "--rss", victimRSS], ["hold", "--rss", smallRSS], ["grow", "--rate", growRate]]) {
+            let child = try ChildProcess(workload, arguments + ["--cgroup", memcg.path])
+            children.append(child)
+            do { try child.waitReady() } catch { throw BenchError("\(role): \(error)") }
+        }
+        let observer = MemcgObserver(notifier: notifier, memcg: group, pidfds: children.map(\.pidfd.rawValue),
+                                     timeoutNs: 20_000_000_000)
+        let thread = try MeasuringThread { observer.run() }
+        thread.join()
+        try Interrupt.check()
+        episode.kernelKills = (try group.oomControl().oomKillCount) - before.oomKillCount
+        if observer.early {
+            episode.problem = "the OOM came before the observer was polling"
+        } else if let eventNs = observer.eventNs, let endNs = observer.endNs, let index = observer.exitedIndex {
+            episode.latencyMs = Double(endNs - eventNs) / 1e6
+            episode.died = roles[index]
+            episode.diedPID = children[index].pid
+            if let a = observer.usageAtEvent, let b = observer.usageAfterExit { episode.usageDropBytes = Int64(a) - Int64(b) }
+        } else if let index = observer.exitedIndex {
+            episode.problem = "\(roles[index]) exited (\(children[index].wait().map(describeStatus) ?? "?")) without an OOM event"
+        } else {
+            episode.problem = observer.eventNs == nil ? "no OOM within 20 s" : "OOM but nobody died within 20 s"
+        }
+        return episode
+    }
+}
+
+// MARK: - system episodes (c)
+
+/// What one system-scope episode measured.
+struct SystemEpisode {
+    /// MemAvailable first seen <= the threshold -> the grower's pidfd readable, ms.
+    var reactionMs: Double?
+    /// The sampler saw the crossing; false when the grower died between two
+    /// samples (the reaction is then measured from the last sample above the
+    /// line, an over-estimate).
+    var crossingSeen = false
+    var growerPID: pid_t = 0
+    var signal: Int32?
+    /// Lowest MemAvailable the sampler saw, % of MemTotal.
+    var minAvailablePercent: Double = 100
+    var problem: String?
+}
+
+/// Samples MemAvailable every millisecond (poll on the grower's pidfd with a
+/// 1 ms timeout, then one read of /proc/meminfo) until the grower exits, on
+/// its own thread. Written by its thread only, read after `join`.
+final class SystemSampler: @unchecked Sendable {
+    let reader: MemAvailableReader
+    let pidfd: Int32
+    let thresholdBytes: UInt64
+    let safetyBytes: UInt64
+    let timeoutNs: UInt64
+    var crossingNs: UInt64?
+    var lastAboveNs: UInt64?
+    var endNs: UInt64?
+    var minAvailable = UInt64.max
+    var safetyTripped = false
+
+    init(reader: MemAvailableReader, pidfd: Int32, thresholdBytes: UInt64, safetyBytes: UInt64, timeoutNs: UInt64) {
+        self.reader = reader
+        self.pidfd = pidfd
+        self.thresholdBytes = thresholdBytes
+        self.safetyBytes = safetyBytes
+        self.timeoutNs = timeoutNs
+    }
+
+    func run() {
+        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        let deadline = monotonicNanoseconds() + timeoutNs
+        while true {
+            let n = poll(&entry, 1, 1)
+            let now = monotonicNanoseconds()
+            if n > 0 {
+                endNs = now
+                return
+            }
+            let available = reader.read()
+            minAvailable = min(minAvailable, available)
+            if available <= thresholdBytes {
+                if crossingNs == nil { crossingNs = now }
+            } else if crossingNs == nil {
+                lastAboveNs = now
+            }
+            if available < safetyBytes {
+                safetyTripped = true
+                return
+            }
+            if now >= deadline || Interrupt.requested { return }
+        }
+    }
+}
+
+/// Runs system-scope episodes: sets the ballast so MemAvailable sits
+/// `headroom` above the threshold, then starts one grower that allocates
+/// until a killer stops it.
+struct SystemEpisodeRunner {
+    let workload: String
+    let ballast: Ballast
+    let reader: MemAvailableReader
+    let thresholdPercent: Double
+    let headroomBytes: UInt64
+    let growRate: String
+
+    var thresholdBytes: UInt64 { UInt64(Double(reader.memTotal) * thresholdPercent / 100) }
+    /// Below this the benchmark kills the grower itself (no contender acted):
+    /// 3 % of MemTotal, well above where the kernel's own OOM killer starts.
+    var safetyBytes: UInt64 { reader.memTotal * 3 / 100 }
+
+    /// Fills RAM to the episode's starting point; fails if the rest of the
+    /// system alone leaves less than that.
+    func prepare() throws {
+        let target = thresholdBytes + headroomBytes
+        let memory = try ballast.settle(availableBytes: target)
+        if memory.memAvailable > target + (256 << 20) || memory.memAvailable + (256 << 20) < target {
+            throw BenchError("cannot bring MemAvailable to \(target >> 20) MiB (at \(memory.memAvailable >> 20) MiB with \(ballast.bytes >> 20) MiB of ballast)")
+        }
+    }
+
+    func run() throws -> SystemEpisode {
+        try Interrupt.check()
+        try prepare()
+        let available = reader.read()
+        // The grower stops by itself at the safety line even if nobody kills it.
+        let maxBytes = available > safetyBytes ? available - safetyBytes : 0
+        let grower = try ChildProcess(workload, ["grow", "--rate", growRate, "--max", String(maxBytes), "--oom-score-adj", "1000"])
+        defer { grower.kill(SIGKILL); grower.wait() }
+        try grower.waitReady()
+        var episode = SystemEpisode()
+        episode.growerPID = grower.pid
+        let sampler = SystemSampler(reader: reader, pidfd: grower.pidfd.rawValue, thresholdBytes: thresholdBytes,
+                                    safetyBytes: safetyBytes, timeoutNs: 60_000_000_000)
+        let thread = try MeasuringThread { sampler.run() }
+        thread.join()
+        episode.minAvailablePercent = Double(sampler.minAvailable) * 100 / Double(reader.memTotal)
+        if let endNs = sampler.endNs {
+            let status = grower.wait()
+            episode.signal = status.flatMap(terminatingSignal)
+            if let crossing = sampler.crossingNs {
+                episode.crossingSeen = true
+                episode.reactionMs = Double(endNs - crossing) / 1e6
+            } else if let last = sampler.lastAboveNs {
+                episode.reactionMs = Double(endNs - last) / 1e6
+            }
+            if episode.signal == nil { episode.problem = "the grower exited by itself (\(status.map(describeStatus) ?? "?"))" }
+        } else if sampler.safetyTripped {
+            episode.problem = "nobody killed the grower before MemAvailable fell to 3 %"
+        } else {
+            episode.problem = Interrupt.requested ? "interrupted" : "the grower was not killed within 60 s"
+        }
+        try Interrupt.check()
+        return episode
+    }
+}
