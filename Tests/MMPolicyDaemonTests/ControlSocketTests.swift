@@ -355,6 +355,59 @@ import Testing
     }
 }
 
+/// docs/control-protocol.md shows these values exactly as the code encodes
+/// them; when a message type changes, this test prints the new lines.
+@Suite struct ControlProtocolDocumentTests {
+    static let daemon = DaemonInfo(pid: 812, version: "0.1.0", startedNs: 1_767_225_600_000_000_000,
+                                   socketPath: "/run/mmpolicy/mmpolicy.sock", stateDirectory: "/var/lib/mmpolicy")
+    static let decision = EventRecord(
+        id: 42, timeNs: 1_767_225_900_000_000_000, type: .decision, policy: "batch-oom",
+        summary: "observed: would kill pid 4242 (worker), score 900; the kernel chose the same",
+        decision: DecisionRecord(trigger: "memcg-oom", scope: "/sys/fs/cgroup/batch.slice", origin: "/sys/fs/cgroup/batch.slice",
+                                 outcome: .observed, candidates: 3, victimPID: 4242, victimComm: "worker", score: 900,
+                                 reason: "largest rss", victimRSSBytes: 1_073_741_824, kernelVictimPID: 4242,
+                                 latency: .init(decisionUs: 180.5, callbackUs: 12.25)))
+    static let loaded = EventRecord(id: 41, timeNs: 1_767_225_660_000_000_000, type: .loaded, policy: "batch-oom",
+                                    summary: "loaded oom_largest on /sys/fs/cgroup/batch.slice (observe)")
+    static let batchOOM = PolicyStatus(
+        name: "batch-oom", kind: "oom", scope: "/sys/fs/cgroup/batch.slice", mode: "observe",
+        objectPath: "/usr/lib/mmpolicy/oom_largest.bpf.o", loadedNs: 1_767_225_660_000_000_000, uptimeSeconds: 0,
+        parameters: [ParameterOverride(key: "min_points", value: "100")])
+
+    /// (what the document calls it, the value) in the document's order.
+    static var examples: [(String, any Encodable)] {
+        var running = batchOOM
+        running.uptimeSeconds = 240
+        running.decisions = 1
+        running.agreements = 1
+        running.lastDecision = decision
+        running.bpfRunCount = 1
+        running.bpfRunTimeNs = 12_250
+        let requests = ControlSocketTests.sampleRequests
+        var newer = ControlRequest(command: .ping)
+        newer.version = 2
+        return [
+            ("ping request", requests[0]), ("ping response", ControlResponse(daemon: daemon)),
+            ("load request", requests[1]), ("load response", ControlResponse(policies: [batchOOM])),
+            ("unload request", requests[2]), ("unload response", ControlResponse()),
+            ("status request", requests[3]), ("status response", ControlResponse(daemon: daemon, policies: [running])),
+            ("events request", requests[4]), ("events response", ControlResponse(events: [loaded, decision])),
+            ("newer-version request", newer),
+            ("failure response", ControlResponse.failure("unsupported control protocol version: the request uses version 2, and this daemon speaks version 1. Use the mmpolicy CLI from the same release as the daemon.")),
+        ]
+    }
+
+    @Test func everyExampleInTheDocumentIsWhatTheCodeEncodes() throws {
+        let document = try readFile(TestPaths.repository + "/docs/control-protocol.md")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for (name, value) in Self.examples {
+            let line = String(decoding: try encoder.encode(value), as: UTF8.self)
+            #expect(document.contains("\n" + line + "\n"), "the \(name) in docs/control-protocol.md should be:\n\(line)")
+        }
+    }
+}
+
 // MARK: - Helpers
 
 /// A server running in a task for the length of a test.
