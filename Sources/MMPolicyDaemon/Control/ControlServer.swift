@@ -263,7 +263,7 @@ public final class ControlServer: Sendable {
 
     // MARK: - Serving (dedicated threads)
 
-    /// Runs on the accept thread until the wake eventfd fires.
+    /// Runs on the accept thread until shutdown writes to the wake socket.
     private func acceptLoop(listener: Int32, wake: Int32) {
         var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
         while true {

@@ -77,7 +77,7 @@ struct Deadline {
     private let nanoseconds: UInt64
 
     init(secondsFromNow seconds: Double) {
-        nanoseconds = Self.now() &+ UInt64(max(0, seconds) * 1e9)
+        nanoseconds = Self.now() &+ UInt64(min(max(0, seconds), 1e9) * 1e9)  // At most ~31 years.
     }
 
     /// Milliseconds left, for poll(): 0 once the deadline has passed.
