@@ -84,7 +84,7 @@ struct LoadCommand: ParsableCommand {
         // A manifest path is read by the daemon: make it absolute.
         if policy.contains("/") && !policy.hasPrefix("/") {
             var buffer = [CChar](repeating: 0, count: 4097)
-            if getcwd(&buffer, buffer.count) != nil { policyReference = String(cString: buffer) + "/" + policy }
+            if getcwd(&buffer, buffer.count) != nil { policyReference = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } + "/" + policy }
         }
         if let mode, PolicyMode(rawValue: mode) == nil {
             throw CommandError("--mode '\(mode)' is not a mode: use enforce or observe.")

@@ -44,7 +44,7 @@ final class DaemonProcess {
     func start() throws {
         let arguments = ["daemon", "--socket", socket, "--state-dir", stateDirectory, "--policy-dir", policyDirectory, "--log-level", "debug"]
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard logFD >= 0 else { throw Errno(rawValue: errno) }
+        guard logFD >= 0 else { throw DaemonHarnessError.spawn(errno: errno) }
         defer { close(logFD) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -53,10 +53,11 @@ final class DaemonProcess {
         posix_spawn_file_actions_adddup2(&actions, logFD, 2)
         let path = TestPaths.product("mmpolicy")
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        let env = ["MMPOLICY_OBJECT_PATH=\(TestPaths.objectDirectory)", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"].map { strdup($0) } + [nil]
+        let environment: [String] = ["MMPOLICY_OBJECT_PATH=\(TestPaths.objectDirectory)", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+        let env = environment.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) }; env.forEach { free($0) } }
         let rc = posix_spawn(&pid, path, &actions, nil, argv, env)
-        guard rc == 0 else { throw Errno(rawValue: rc) }
+        guard rc == 0 else { throw DaemonHarnessError.spawn(errno: rc) }
         for _ in 0..<200 {
             if (try? cli(["status"]).status) == 0 { return }
             var status: Int32 = 0
@@ -96,8 +97,10 @@ final class DaemonProcess {
 enum DaemonHarnessError: Error, CustomStringConvertible {
     case notReady(log: String)
     case exited(log: String)
+    case spawn(errno: Int32)
     var description: String {
         switch self {
+        case .spawn(let code): return "starting the daemon failed: errno \(code)"
         case .notReady(let log): return "the daemon did not answer within 10 s; its log:\n\(log)"
         case .exited(let log): return "the daemon exited at start; its log:\n\(log)"
         }

@@ -31,7 +31,7 @@ public struct ControlHandler: Sendable {
                 return ControlResponse(daemon: daemon, policies: await manager.statuses())
             case .events:
                 // What was recorded up to now is visible to this query.
-                await recorder.flushAsync()
+                await recorder.flush()
                 return ControlResponse(events: try store.events(request.query ?? EventQuery()))
             }
         } catch let error as DaemonRequestError {

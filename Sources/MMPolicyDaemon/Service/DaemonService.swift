@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BPFKit
 import Logging
 import MMPolicyCore
 import MMPolicyKinds
@@ -32,6 +33,8 @@ public final class DaemonService: Service {
         let recorder = EventRecorder(store: store, logger: logger)
         let journal = KnobJournal(storage: store)
         let started = wallClockNanoseconds()
+        // A first start: nothing was ever recorded here. Only then does the default set apply.
+        let firstStart = ((try? store.events(EventQuery(limit: 1))) ?? []).isEmpty
 
         let leftovers = journal.entries()
         if !leftovers.isEmpty {
@@ -42,6 +45,15 @@ public final class DaemonService: Service {
             logger.notice("\(summary)")
             for failure in failures { logger.error("could not restore \(failure)") }
         }
+
+        // Per-program run counts and times for `status`, without touching the
+        // bpf_stats_enabled sysctl: the kernel keeps them on while this fd lives.
+        let statistics: BPFStatsSession?
+        do { statistics = try BPFStatsSession() } catch {
+            statistics = nil
+            logger.warning("BPF run statistics are unavailable: \(error)")
+        }
+        defer { withExtendedLifetime(statistics) {} }
 
         let mount = MemoryCgroupMount.detect()
         let sensorPath = OOMSensors.locate(searchPath: configuration.objectSearchPath)
@@ -69,14 +81,16 @@ public final class DaemonService: Service {
         }
         recorder.record(EventRecord(timeNs: started, type: .daemonStart, policy: nil,
                                     summary: "mmpolicy \(version) started (pid \(getpid()), socket \(configuration.socketPath), state \(configuration.stateDirectory))"))
-        await manager.restoreDesiredSet()
+        await manager.restoreDesiredSet(firstStart: firstStart)
         logger.notice("mmpolicy daemon ready: socket \(configuration.socketPath), state \(configuration.stateDirectory); try `mmpolicy status`")
 
+        var serverError: (any Error)?
         await withGracefulShutdownHandler {
-            await server.run()
+            do { try await server.run() } catch { serverError = error }
         } onGracefulShutdown: {
             server.shutdown()
         }
+        if let serverError { logger.error("the control socket failed: \(serverError)") }
 
         logger.notice("shutting down: unloading every policy and restoring knobs")
         await manager.unloadAll(reason: "daemon shutting down")

@@ -151,11 +151,11 @@ public actor PolicyManager {
         for name in loaded.keys.sorted() { try? await unload(name, persist: false, reason: reason) }
     }
 
-    /// Loads the saved desired set; on a first start (nothing saved, no event
-    /// ever recorded) the default set instead.
-    public func restoreDesiredSet() async {
+    /// Loads the saved desired set; on a first start (an empty state
+    /// directory) the default set instead.
+    public func restoreDesiredSet(firstStart: Bool) async {
         let desired = (try? store.desiredPolicies()) ?? []
-        if desired.isEmpty, (try? store.events(EventQuery(limit: 1)))?.isEmpty ?? true, let path = configuration.defaultSetPath {
+        if desired.isEmpty, firstStart, let path = configuration.defaultSetPath {
             do {
                 let set = try PolicySet.load(path: path)
                 for entry in set.entries {

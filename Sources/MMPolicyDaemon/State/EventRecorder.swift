@@ -1,5 +1,6 @@
 import Dispatch
 import Logging
+import MMPolicyCore
 import Synchronization
 
 /// Writes audit events to the ``StateStore`` in the background, so the

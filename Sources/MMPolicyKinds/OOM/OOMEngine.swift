@@ -124,15 +124,24 @@ public final class OOMEngine: Sendable {
 /// Runs `body` on a new pthread named `name` (at most 15 bytes).
 func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
     final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
     var thread = pthread_t()
+    let named: @Sendable () -> Void = {
+        // Name the thread (as ps -L and top show it); glibc's pthread_setname_np is not imported.
+        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        if fd >= 0 {
+            let text = Array(name.utf8.prefix(15))
+            _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        body()
+    }
+    let box = Unmanaged.passRetained(Box(named)).toOpaque()
     let result = pthread_create(&thread, nil, { argument in
         let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
         box.body()
         return nil
     }, box)
     precondition(result == 0, "pthread_create failed: \(result)")
-    _ = pthread_setname_np(thread, String(name.prefix(15)))
     return thread
 }
 

@@ -20,7 +20,7 @@ final class MemcgV2Watch {
     let path: String
     let events: FileModificationWatch?
     let psi: PSITrigger?
-    var previous: MemoryEvents?
+    var previous: MemcgV2.MemoryEvents?
     var settleUntilNs: UInt64 = 0
     var nextCheckNs: UInt64 = 0
     var steeredPID: Int32?
@@ -73,7 +73,7 @@ final class OOMEngineLoop {
         self.engine = engine
         if let path = engine.environment.sensorObjectPath {
             do {
-                sensors = try OOMSensors(path: path)
+                sensors = try OOMSensors(objectPath: path)
             } catch {
                 engine.state.withLock { $0.sensorProblem = "the in-kernel OOM sensors (\(path)) could not be loaded: \(error)" }
                 engine.environment.log("OOM sensors unavailable, falling back to polling: \(error)")
@@ -198,7 +198,7 @@ final class OOMEngineLoop {
         case .system:
             if let trigger = instance.trigger.psi {
                 do {
-                    systemPSI = try PSITrigger(path: "/proc/pressure/memory", spec: trigger)
+                    systemPSI = try PSITrigger(spec: trigger, path: "/proc/pressure/memory")
                 } catch {
                     throw OOMAttachError(policy: instance.name, reason: "its PSI trigger '\(trigger)' cannot be armed: \(error)",
                                          fix: "Fix [trigger] psi in the manifest (windows must be multiples of 2 s here)")
@@ -209,7 +209,7 @@ final class OOMEngineLoop {
         case .v2(let path):
             let events = try? FileModificationWatch(path: path + "/memory.events")
             var psi: PSITrigger?
-            if let trigger = instance.trigger.psi { psi = try? PSITrigger(path: path + "/memory.pressure", spec: trigger) }
+            if let trigger = instance.trigger.psi { psi = try? PSITrigger(spec: trigger, path: path + "/memory.pressure") }
             policies[instance.name] = instance
             v2Watches[instance.name] = MemcgV2Watch(path: path, events: events, psi: psi)
         case .v1:
@@ -334,7 +334,7 @@ final class OOMEngineLoop {
                 emit(pending.record, policy: pending.policy)
             }
             let memcg = MemcgV1(path: origin)
-            let limit = (try? memcg.limitBytes()) ?? 0, usage = (try? memcg.usageBytes()) ?? 0
+            let limit = ((try? memcg.limitBytes()) ?? nil) ?? 0, usage = (try? memcg.usageBytes()) ?? 0
             let scope = (try? ResolvedScope.cgroup(origin, mount: policy.scope.mount)) ?? policy.scope
             decide(policy, origin: origin, scope: scope, trigger: .memcgOOM, limit: limit, usage: usage, t0: t0)
         }
@@ -552,16 +552,19 @@ final class OOMEngineLoop {
 
     func handleKernelKill(_ event: SensorEvent, now: UInt64) {
         let path = environment.mount.flatMap { CgroupTree.directory(withID: event.cgroupID, under: $0.path) }
-        let governing = path.flatMap { governor(of: $0, version: environment.mount?.version ?? .v1) } ?? systemPolicy
+        // A kill in a governed memcg belongs to its policy; anything else to
+        // no policy (the system-scope policy decides system-wide shortages,
+        // not other memcgs' OOMs).
+        let governing = path.flatMap { governor(of: $0, version: environment.mount?.version ?? .v1) }
         let comm = event.comm
         environment.record(EventRecord(
             timeNs: wallClockNanoseconds(), type: .kernelKill, policy: governing?.name,
             summary: "the kernel OOM killer chose pid \(event.pid) (\(comm)) in \(path ?? "cgroup id \(event.cgroupID)"), \(event.value >> 20) MiB resident"))
-        recentKernelVictims.append((now, Int32(bitPattern: event.pid), path))
+        recentKernelVictims.append((now, event.pid, path))
         recentKernelVictims.removeAll { $0.timeNs + Self.observeMatchWindowNs < now }
         if let index = pendingObserved.firstIndex(where: { Self.contains($0.origin, path) }) {
             var pending = pendingObserved.remove(at: index)
-            pending.record.kernelVictimPID = Int32(bitPattern: event.pid)
+            pending.record.kernelVictimPID = event.pid
             emit(pending.record, policy: pending.policy)
         }
     }

@@ -33,7 +33,7 @@ public enum MemcgV2EarlyTrigger {
     /// means no limit (never early). An `oom` or `oom_kill` count that went up
     /// since `previous` means the kernel got there first; that is reported
     /// too, so the policy's view is recorded.
-    public static func shouldAct(unreclaimable: UInt64, max: UInt64?, events: MemoryEvents, previous: MemoryEvents?,
+    public static func shouldAct(unreclaimable: UInt64, max: UInt64?, events: MemcgV2.MemoryEvents, previous: MemcgV2.MemoryEvents?,
                                  headroomPercent: Double, pressure: Bool) -> Bool {
         if let previous, events.oom > previous.oom || events.oomKill > previous.oomKill { return true }
         guard let max, max > 0 else { return false }

@@ -1,0 +1,160 @@
+import BPFKit
+import MMPolicyCore
+import MMPolicyKinds
+import MMPolicyTestSupport
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The OOM engine on its own (no daemon): cgroup v2 early triggers on a
+/// fixture cgroupfs (this machine's cgroup2 has no memory controller) and
+/// victim validation against real processes.
+@Suite(.serialized)
+struct OOMEngineTests {
+    static let mib: UInt64 = 1 << 20
+
+    /// Collects what the engine records.
+    final class Recorder: Sendable {
+        let events = Mutex<[EventRecord]>([])
+        func record(_ event: EventRecord) { events.withLock { $0.append(event) } }
+        var decisions: [DecisionRecord] { events.withLock { $0.compactMap(\.decision) } }
+    }
+
+    func engine(_ recorder: Recorder, journal: KnobJournal = KnobJournal(storage: InMemoryKnobJournalStorage())) throws -> OOMEngine {
+        let engine = try OOMEngine(environment: .init(
+            journal: journal, mount: .detect(), sensorObjectPath: nil, daemonPID: getpid(),
+            record: { recorder.record($0) }, log: { _ in }))
+        engine.start()
+        return engine
+    }
+
+    /// A directory that looks like a cgroup v2 memory cgroup.
+    func fixtureCgroup(_ scratch: ScratchDirectory, max: UInt64, anon: UInt64, oom: UInt64 = 0) throws -> (mount: MemoryCgroupMount, path: String) {
+        let root = try scratch.makeDirectory("cgroupfs")
+        let group = try scratch.makeDirectory("cgroupfs/app")
+        try writeMemcg(group, max: max, anon: anon, oom: oom)
+        return (MemoryCgroupMount(version: .v2, path: root), group)
+    }
+
+    func writeMemcg(_ group: String, max: UInt64, anon: UInt64, oom: UInt64 = 0) throws {
+        let files = [
+            "memory.max": "\(max)\n", "memory.current": "\(anon + 10 * Self.mib)\n",
+            "memory.stat": "anon \(anon)\nfile \(10 * Self.mib)\nshmem 0\n",
+            "memory.events": "low 0\nhigh 0\nmax \(oom)\noom \(oom)\noom_kill \(oom)\noom_group_kill 0\n",
+            "memory.pressure": "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            "cgroup.procs": "",
+        ]
+        for (name, text) in files {
+            let fd = open(group + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            _ = text.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+    }
+
+    func instance(_ objectName: String, scope: ResolvedScope, mode: PolicyMode = .enforce,
+                  overrides: [(String, ParameterValue)] = [], mount: MemoryCgroupMount?) throws -> OOMPolicyInstance {
+        let path = objectName.hasPrefix("/") ? objectName : TestPaths.policyObject(objectName)
+        let policy = try Policy.open(objectPath: path, overrides: overrides)
+        try policy.load()
+        return try OOMPolicyInstance(policy: policy, name: "test_\(UInt16.random(in: 0...UInt16.max))", scope: scope, mode: mode,
+                                     daemonPID: getpid(), mount: mount)
+    }
+
+    @Test func v2GroupNearItsLimitAsksThePolicyEarly() async throws {
+        let scratch = try ScratchDirectory(prefix: "mmpolicy-v2")
+        let (mount, group) = try fixtureCgroup(scratch, max: 100 * Self.mib, anon: 50 * Self.mib)
+        let scope = try ResolvedScope.cgroup(group, mount: mount)
+        let recorder = Recorder()
+        let engine = try engine(recorder)
+        defer { engine.stop() }
+        let outsider = try workload(["hold", "--rss", "4M"])
+        try await engine.attach(instance(TestPaths.fixture("oom_fixed_victim"), scope: scope,
+                                         overrides: [("victim_pid", .integer(Int64(outsider.pid)))], mount: mount))
+        // Half full: nothing happens, even after the engine's 1 s re-check.
+        try await Task.sleep(for: .milliseconds(1300))
+        #expect(recorder.decisions.isEmpty)
+        // Within the 5 % headroom of memory.max (anon only: page cache does not count).
+        try writeMemcg(group, max: 100 * Self.mib, anon: 96 * Self.mib)
+        #expect(await eventuallyAsync(3) { !recorder.decisions.isEmpty })
+        let decision = try #require(recorder.decisions.first)
+        #expect(decision.trigger == "pressure" && decision.origin == group)
+        #expect(decision.outcome == .rejected, "the fixture names a process outside the group")
+        #expect(decision.detail.contains("outside the scope"), "\(decision.detail)")
+        #expect(!isGone(outsider.pid))
+    }
+
+    @Test func v2KernelOOMEventIsRecordedWithThePolicysView() async throws {
+        let scratch = try ScratchDirectory(prefix: "mmpolicy-v2")
+        let (mount, group) = try fixtureCgroup(scratch, max: 100 * Self.mib, anon: 10 * Self.mib)
+        let recorder = Recorder()
+        let engine = try engine(recorder)
+        defer { engine.stop() }
+        try await engine.attach(instance("oom_largest", scope: try ResolvedScope.cgroup(group, mount: mount), mount: mount))
+        // The kernel got there first: memory.events' oom count goes up (inotify wakes the engine).
+        try writeMemcg(group, max: 100 * Self.mib, anon: 10 * Self.mib, oom: 1)
+        #expect(await eventuallyAsync(3) { !recorder.decisions.isEmpty })
+        let decision = try #require(recorder.decisions.first)
+        #expect(decision.trigger == "memcg-oom")
+        #expect(decision.outcome == .fallback && decision.candidates == 0, "no process is in a fixture group")
+    }
+
+    @Test func attachingTwoPoliciesToOneScopeIsRefused() async throws {
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-engine", limitBytes: 64 * Self.mib)
+        let scope = try ResolvedScope.cgroup(memcg.path)
+        let recorder = Recorder()
+        let journal = KnobJournal(storage: InMemoryKnobJournalStorage())
+        let engine = try engine(recorder, journal: journal)
+        defer { engine.stop() }
+        let first = try instance("oom_largest", scope: scope, mount: scope.mount)
+        try await engine.attach(first)
+        #expect(try readFile(memcg.path + "/memory.oom_control").contains("oom_kill_disable 1"))
+        await #expect(throws: OOMAttachError.self) {
+            try await engine.attach(try instance("oom_growth", scope: scope, mount: scope.mount))
+        }
+        await engine.detach(name: first.name)
+        #expect(try readFile(memcg.path + "/memory.oom_control").contains("oom_kill_disable 0"), "detach restores the kernel killer")
+        #expect(journal.entries().isEmpty)
+    }
+
+    @Test func validatorRefusesProtectedAndOutOfScopeVictims() throws {
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-engine")
+        let inside = try workload(["hold", "--rss", "4M", "--cgroup", memcg.path])
+        let outside = try workload(["hold", "--rss", "4M"])
+        let mount = try #require(MemoryCgroupMount.detect())
+        let validator = OOMVictimValidator(daemonPID: getpid(), protect: ProtectList(), mount: mount)
+        #expect(throws: Never.self) { try validator.validate(pid: inside.pid, within: memcg.path).get() }
+        #expect(validator.validate(pid: outside.pid, within: memcg.path).failureReason?.contains("outside the scope") == true)
+        #expect(validator.validate(pid: 1, within: nil).failureReason?.contains("pid 1") == true)
+        #expect(validator.validate(pid: getpid(), within: nil).failureReason?.contains("daemon") == true)
+        #expect(validator.validate(pid: 2, within: nil).failureReason?.contains("kernel thread") == true)
+        let dead = try workload(["hold", "--rss", "1M"])
+        let deadPID = dead.pid
+        kill(deadPID, SIGKILL)
+        _ = eventually(5) { isGone(deadPID) }
+        _ = consume dead
+        #expect(validator.validate(pid: deadPID, within: nil).failureReason?.contains("not alive") == true)
+
+        let byComm = OOMVictimValidator(daemonPID: getpid(), protect: ProtectList(comms: ["mmpolicy-worklo"]), mount: mount)
+        #expect(byComm.validate(pid: inside.pid, within: nil).failureReason?.contains("protect.comms") == true)
+        let relative = String(memcg.path.dropFirst(mount.path.count + 1))
+        let byCgroup = OOMVictimValidator(daemonPID: getpid(), protect: ProtectList(cgroups: [relative]), mount: mount)
+        #expect(byCgroup.validate(pid: inside.pid, within: nil).failureReason?.contains("protected cgroup") == true)
+        #expect(throws: Never.self) { try byCgroup.validate(pid: outside.pid, within: nil).get() }
+    }
+}
+
+extension Result where Failure == OOMRejection {
+    var failureReason: String? { if case .failure(let rejection) = self { return rejection.reason } else { return nil } }
+}
+
+func eventuallyAsync(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
+    let deadline = monotonicNanosecondsForTests() + UInt64(seconds * 1e9)
+    while monotonicNanosecondsForTests() < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
