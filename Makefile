@@ -69,7 +69,7 @@ test: build
 
 bench: setup
 	tools/setup --bench
-	$(MAKE) bpf
+	$(MAKE) $(POLICY_OBJS) $(SENSOR_OBJS) $(BENCH_OBJS)
 	swift build -c release --product mmpolicy-bench
 	swift build -c release --product mmpolicy-workload
 	swift build -c release --product mmpolicy

@@ -150,7 +150,10 @@ struct SystemEpisode {
 /// its own thread. Written by its thread only, read after `join`.
 final class SystemSampler: @unchecked Sendable {
     let reader: MemAvailableReader
-    let pidfd: Int32
+    let grower: PidFD
+    /// Be the killer: SIGKILL + process_mrelease at the first sample at or
+    /// below the threshold (the floor any killer of this grower can reach).
+    let killAtCrossing: Bool
     let thresholdBytes: UInt64
     let safetyBytes: UInt64
     let timeoutNs: UInt64
@@ -160,16 +163,17 @@ final class SystemSampler: @unchecked Sendable {
     var minAvailable = UInt64.max
     var safetyTripped = false
 
-    init(reader: MemAvailableReader, pidfd: Int32, thresholdBytes: UInt64, safetyBytes: UInt64, timeoutNs: UInt64) {
+    init(reader: MemAvailableReader, grower: PidFD, killAtCrossing: Bool, thresholdBytes: UInt64, safetyBytes: UInt64, timeoutNs: UInt64) {
         self.reader = reader
-        self.pidfd = pidfd
+        self.grower = grower
+        self.killAtCrossing = killAtCrossing
         self.thresholdBytes = thresholdBytes
         self.safetyBytes = safetyBytes
         self.timeoutNs = timeoutNs
     }
 
     func run() {
-        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        var entry = pollfd(fd: grower.rawValue, events: Int16(POLLIN), revents: 0)
         let deadline = monotonicNanoseconds() + timeoutNs
         while true {
             let n = poll(&entry, 1, 1)
@@ -181,7 +185,13 @@ final class SystemSampler: @unchecked Sendable {
             let available = reader.read()
             minAvailable = min(minAvailable, available)
             if available <= thresholdBytes {
-                if crossingNs == nil { crossingNs = now }
+                if crossingNs == nil {
+                    crossingNs = now
+                    if killAtCrossing {
+                        try? grower.sendSignal(SIGKILL)
+                        _ = try? grower.releaseMemory()
+                    }
+                }
             } else if crossingNs == nil {
                 lastAboveNs = now
             }
@@ -220,7 +230,7 @@ struct SystemEpisodeRunner {
         }
     }
 
-    func run() throws -> SystemEpisode {
+    func run(killAtCrossing: Bool = false) throws -> SystemEpisode {
         try Interrupt.check()
         try prepare()
         let available = reader.read()
@@ -231,7 +241,7 @@ struct SystemEpisodeRunner {
         try grower.waitReady()
         var episode = SystemEpisode()
         episode.growerPID = grower.pid
-        let sampler = SystemSampler(reader: reader, pidfd: grower.pidfd.rawValue, thresholdBytes: thresholdBytes,
+        let sampler = SystemSampler(reader: reader, grower: grower.pidfd, killAtCrossing: killAtCrossing, thresholdBytes: thresholdBytes,
                                     safetyBytes: safetyBytes, timeoutNs: 60_000_000_000)
         let thread = try MeasuringThread { sampler.run() }
         thread.join()
