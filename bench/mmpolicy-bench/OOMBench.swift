@@ -56,7 +56,9 @@ struct OOMBench: ParsableCommand {
         for (path, what) in [(workload, "mmpolicy-workload")] + (peersOnly ? [] : [(mmpolicy, "mmpolicy")]) where access(path, X_OK) != 0 {
             throw BenchError("\(path) is missing: build \(what) with `swift build -c release --product \(what)`")
         }
-        guard access(objects + "/oom_largest.bpf.o", R_OK) == 0 else { throw BenchError("\(objects)/oom_largest.bpf.o is missing: run `make bpf`") }
+        for object in ["oom_largest.bpf.o", "bench/kill_clock.bpf.o"] where access(objects + "/" + object, R_OK) != 0 {
+            throw BenchError("\(objects)/\(object) is missing: run `make bpf`")
+        }
         let rivals = processes(named: ["earlyoom", "nohang", "systemd-oomd"])
         guard rivals.isEmpty else {
             throw BenchError("another OOM killer is running (\(rivals.map { "\($0.comm) \($0.pid)" }.joined(separator: ", "))): it would race the contenders; stop it first")
@@ -73,8 +75,9 @@ struct OOMBench: ParsableCommand {
         let scratch = try ScratchDirectory()
         do {
             let memcg = (!skipMemcg || !skipIdle) ? try BenchMemcg(path: Self.memcgPath, limitBytes: UInt64(parseSize(memcgLimit)!)) : nil
-            if !skipMemcg, let memcg { try runMemcg(memcg, scratch: scratch) }
-            if !skipSystem { try runSystem(scratch: scratch) }
+            let killClock = try KillClock(objects: objects)
+            if !skipMemcg, let memcg { try runMemcg(memcg, scratch: scratch, killClock: killClock) }
+            if !skipSystem { try runSystem(scratch: scratch, killClock: killClock) }
             if !skipIdle && !peersOnly, let memcg { try runIdle(memcg, scratch: scratch) }
         } catch {
             scratch.keep = true
@@ -84,12 +87,12 @@ struct OOMBench: ParsableCommand {
 
     // MARK: (a) and (b): v1 memcg
 
-    func runMemcg(_ memcg: BenchMemcg, scratch: ScratchDirectory) throws {
+    func runMemcg(_ memcg: BenchMemcg, scratch: ScratchDirectory, killClock: KillClock) throws {
         let notifier = try OOMNotifier(memcg: memcg.path)
-        let runner = MemcgEpisodeRunner(workload: workload, memcg: memcg, notifier: notifier,
+        let runner = MemcgEpisodeRunner(workload: workload, killClock: killClock, memcg: memcg, notifier: notifier,
                                         victimRSS: victimRss, smallRSS: smallRss, growRate: memcgRate)
         print("## memcg OOM: limit hit -> victim's memory released\n")
-        print("One v1 memcg (\(memcg.path)), limit \(memcgLimit); per episode `hold --rss \(victimRss)` (the intended victim), `hold --rss \(smallRss)`, `grow --rate \(memcgRate)`. Start: the benchmark's own eventfd on memory.oom_control fires; end: the first workload's pidfd is readable. \(episodes) episodes each.\n")
+        print("One v1 memcg (\(memcg.path)), limit \(memcgLimit); per episode `hold --rss \(victimRss)` (the intended victim), `hold --rss \(smallRss)`, `grow --rate \(memcgRate)`. Event: the benchmark's own eventfd on memory.oom_control fires; SIGKILL: the first SIGKILL to the workload that died (signal:signal_generate, same clock; the kernel killer signals before the observer thread has even woken, hence values <= 0); released: that workload's pidfd is readable (it has exited, its mm is gone). \(episodes) episodes each.\n")
 
         // (b) the kernel killer alone.
         let control = try memcg.memcg.oomControl()
@@ -128,13 +131,14 @@ struct OOMBench: ParsableCommand {
 
         let kernelValid = kernel.filter { $0.problem == nil }, policyValid = policy.filter { $0.problem == nil }
         let kernelMs = kernelValid.compactMap(\.latencyMs), policyMs = policyValid.compactMap(\.latencyMs)
-        print("| killer | episodes | p50 ms | p99 ms | max ms | died first: the \(victimRss) holder | memcg usage drop MiB (median) | kernel kills |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| killer | episodes | event -> SIGKILL p50 ms | p99 ms | event -> released p50 ms | p99 ms | max ms | died first: the \(victimRss) holder | memcg usage drop MiB (median) | kernel kills |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for (name, all, valid, ms) in [("kernel OOM killer (oom_kill_disable 0)", kernel, kernelValid, kernelMs),
                                        ("mmpolicy oom_largest (enforce)", policy, policyValid, policyMs)] {
             let victims = valid.filter { $0.died == "victim" }.count
             let drops = valid.compactMap(\.usageDropBytes).map { Double($0) / 1048576 }
-            print("| \(name) | \(valid.count)/\(all.count) | \(fmt(percentile(ms, 50), 2)) | \(fmt(percentile(ms, 99), 2)) | \(fmt(ms.max() ?? .nan, 2)) | \(victims)/\(valid.count) | \(fmt(percentile(drops, 50), 0)) | \(all.reduce(0) { $0 + $1.kernelKills }) |")
+            let toSignal = valid.compactMap(\.signalMs)
+            print("| \(name) | \(valid.count)/\(all.count) | \(fmt(percentile(toSignal, 50), 2)) | \(fmt(percentile(toSignal, 99), 2)) | \(fmt(percentile(ms, 50), 2)) | \(fmt(percentile(ms, 99), 2)) | \(fmt(ms.max() ?? .nan, 2)) | \(victims)/\(valid.count) | \(fmt(percentile(drops, 50), 0)) | \(all.reduce(0) { $0 + $1.kernelKills }) |")
         }
         let p50Ratio = percentile(policyMs, 50) / percentile(kernelMs, 50), p99Ratio = percentile(policyMs, 99) / percentile(kernelMs, 99)
         print("\nmmpolicy / kernel: p50 \(fmt(p50Ratio, 2))x, p99 \(fmt(p99Ratio, 2))x (target <= 2x: \(p99Ratio <= 2 ? "met" : "not met"))")
@@ -175,16 +179,23 @@ struct OOMBench: ParsableCommand {
 
     // MARK: (c): system scope, mmpolicy vs earlyoom
 
-    func runSystem(scratch: ScratchDirectory) throws {
+    func runSystem(scratch: ScratchDirectory, killClock: KillClock) throws {
         let reader = try MemAvailableReader()
         let ballast = try Ballast()
         let runner = SystemEpisodeRunner(workload: workload, ballast: ballast, reader: reader, thresholdPercent: 10,
-                                         headroomBytes: UInt64(headroomMib) << 20, growRate: systemRate)
+                                         headroomBytes: UInt64(headroomMib) << 20, growRate: systemRate, killClock: killClock)
         print("## System scope: MemAvailable <= 10 % -> the grower's memory released\n")
-        print("RAM is filled with ballast (memfd pages: no process owns them) until MemAvailable is \(headroomMib) MiB above 10 % of MemTotal; then one `grow --rate \(systemRate) --oom-score-adj 1000` allocates until killed. A sampler reads /proc/meminfo every 1 ms: start = the first sample with MemAvailable <= 10 %, end = the grower's pidfd readable. \(systemEpisodes) episodes each, one killer at a time.\n")
+        print("RAM is filled with ballast (memfd pages: no process owns them) until MemAvailable is \(headroomMib) MiB above 10 % of MemTotal; then one `grow --rate \(systemRate) --oom-score-adj 1000` allocates until killed. A sampler reads /proc/meminfo every 1 ms: start = the last sample above 10 % before MemAvailable crossed it (or, if the killer freed memory before any sample saw the crossing, the sample with the lowest MemAvailable), signal = the first SIGTERM/SIGKILL to the grower (signal:signal_generate), end = the grower's pidfd readable. \(systemEpisodes) episodes each, one killer at a time.\n")
         let memory = try MemInfo.read()
         guard memory.memAvailable > runner.thresholdBytes + runner.headroomBytes + (512 << 20) else {
             throw BenchError("MemAvailable is already \(memory.memAvailable >> 20) MiB: too little to start system episodes")
+        }
+        /// Episodes count only if the grower was signalled by the contender
+        /// measured (not by another killer running on this machine).
+        func attribute(_ episodes: inout [SystemEpisode], to sender: pid_t, _ name: String) {
+            for i in episodes.indices where episodes[i].problem == nil && episodes[i].signalSender != sender {
+                episodes[i].problem = "the grower was killed, but not by \(name)" + (episodes[i].signalSender.map { " (by pid \($0))" } ?? "")
+            }
         }
 
         // The floor: the sampler itself kills at the first sample <= 10 %.
@@ -193,22 +204,22 @@ struct OOMBench: ParsableCommand {
             floor.append(try runner.run(killAtCrossing: true))
             sleepMs(100)
         }
+        attribute(&floor, to: getpid(), "the sampler")
 
         // earlyoom at its defaults (-r 0 only turns off the periodic memory report).
-        let earlyoomLog = scratch.path + "/earlyoom.log"
         var early: [SystemEpisode] = []
         do {
             try runner.prepare()
-            let killer = try ChildProcess(earlyoom, ["-r", "0"], output: .file(earlyoomLog))
+            let killer = try ChildProcess(earlyoom, ["-r", "0"], output: .file(scratch.path + "/earlyoom.log"))
             defer { killer.stop() }
             sleepMs(500)
-            if killer.reapIfExited() != nil { throw BenchError("earlyoom exited at start: \(readSmallFile(earlyoomLog) ?? "")") }
+            if killer.reapIfExited() != nil { throw BenchError("earlyoom exited at start: \(readSmallFile(scratch.path + "/earlyoom.log") ?? "")") }
             for _ in 0..<systemEpisodes {
                 early.append(try runner.run())
                 sleepMs(200)
             }
+            attribute(&early, to: killer.pid, "earlyoom")
         }
-        let earlyoomVictims = Self.earlyoomVictims(readSmallFile(earlyoomLog) ?? "")
 
         // mmpolicy oom_largest at system scope, enforce, default thresholds.
         var policy: [SystemEpisode] = []
@@ -224,56 +235,40 @@ struct OOMBench: ParsableCommand {
             }
             decisions = try daemon.decisions(policy: "oom_largest")
             daemon.stop()
+            attribute(&policy, to: daemon.pid, "mmpolicy")
         }
         try ballast.resize(to: 0)
-        // An episode counts only if its grower was killed by the contender
-        // measured (not by another killer running on this machine).
-        let earlyoomKilled = Set(earlyoomVictims.map(\.pid))
-        for i in early.indices where early[i].problem == nil && !earlyoomKilled.contains(early[i].growerPID) {
-            early[i].problem = "the grower was killed, but not by earlyoom"
-        }
-        let policyKilled = Set(decisions.filter { $0.decision?.outcome == .enforced }.compactMap { $0.decision?.victimPID })
-        for i in policy.indices where policy[i].problem == nil && !policyKilled.contains(policy[i].growerPID) {
-            policy[i].problem = "the grower was killed, but not by mmpolicy"
-        }
 
-        print("| killer | episodes | p50 ms | p99 ms | max ms | killed the grower / kills | signal | crossing seen by the sampler | lowest MemAvailable % |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        let growerPIDsEarly = Set(early.map(\.growerPID)), growerPIDsPolicy = Set(policy.map(\.growerPID))
-        let earlyKills = earlyoomVictims.filter { $0.signal == "SIGTERM" || $0.signal == "SIGKILL" }
-        let policyKills = decisions.filter { $0.decision?.outcome == .enforced }
-        let rows: [(String, [SystemEpisode], String)] = [
-            ("floor: the sampler sends SIGKILL + process_mrelease at its first sample <= 10 %", floor, "\(floor.filter { $0.problem == nil }.count)/\(floor.count)"),
-            ("earlyoom 1.7 (defaults, -r 0)", early, "\(earlyKills.filter { growerPIDsEarly.contains($0.pid) }.count)/\(earlyKills.count)"),
-            ("mmpolicy oom_largest (system, enforce)", policy, "\(policyKills.filter { $0.decision?.victimPID.map(growerPIDsPolicy.contains) == true }.count)/\(policyKills.count)"),
+        print("| killer | episodes | crossing -> signal p50 ms | p99 ms | signal -> released p50 ms | crossing -> released p50 ms | p99 ms | max ms | signal | crossing seen by a sample | lowest MemAvailable % | longest sample gap ms |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        let rows: [(String, [SystemEpisode])] = [
+            ("floor: the sampler sends SIGKILL + process_mrelease at its first sample <= 10 %", floor),
+            ("earlyoom 1.7 (defaults, -r 0)", early),
+            ("mmpolicy oom_largest (system, enforce)", policy),
         ]
-        var p50s: [Double] = [], p99s: [Double] = []
-        for (name, all, kills) in rows {
+        var reaction: [[Double]] = [], signalled: [[Double]] = []
+        for (name, all) in rows {
             let valid = all.filter { $0.problem == nil }
-            let ms = valid.compactMap(\.reactionMs)
-            p50s.append(percentile(ms, 50))
-            p99s.append(percentile(ms, 99))
+            let ms = valid.compactMap(\.reactionMs), toSignal = valid.compactMap(\.signalMs)
+            let release = valid.compactMap { e in e.reactionMs.flatMap { r in e.signalMs.map { r - $0 } } }
+            reaction.append(ms)
+            signalled.append(toSignal)
             let signals = Dictionary(grouping: valid.compactMap(\.signal), by: { $0 }).map { "\($0.value.count)x \(signalName($0.key))" }.sorted().joined(separator: ", ")
-            print("| \(name) | \(valid.count)/\(all.count) | \(fmt(percentile(ms, 50))) | \(fmt(percentile(ms, 99))) | \(fmt(ms.max() ?? .nan)) | \(kills) | \(signals) | \(valid.filter(\.crossingSeen).count)/\(valid.count) | \(fmt(valid.map(\.minAvailablePercent).min() ?? .nan, 2)) |")
+            print("| \(name) | \(valid.count)/\(all.count) | \(fmt(percentile(toSignal, 50))) | \(fmt(percentile(toSignal, 99))) | \(fmt(percentile(release, 50))) | \(fmt(percentile(ms, 50))) | \(fmt(percentile(ms, 99))) | \(fmt(ms.max() ?? .nan)) | \(signals) | \(valid.filter(\.crossingSeen).count)/\(valid.count) | \(fmt(valid.map(\.minAvailablePercent).min() ?? .nan, 2)) | \(fmt(valid.map(\.maxSampleGapMs).max() ?? .nan, 2)) |")
+        }
+        for (name, all) in rows {
             let problems = all.compactMap(\.problem)
-            if !problems.isEmpty { print("\n\(name): \(problems.count) episodes not counted: \(Set(problems).sorted().joined(separator: "; "))\n") }
+            if !problems.isEmpty { print("\n\(name): \(problems.count) episodes not counted: \(Set(problems).sorted().joined(separator: "; "))") }
         }
-        let ratio50 = p50s[2] / p50s[1], ratio99 = p99s[2] / p99s[1]
         if !peersOnly {
-            print("\nmmpolicy's own latency breakdown at system scope, \(policyKills.count) enforced of \(decisions.count) decisions:\n")
-            printBreakdown(policyKills, killTarget: false, cleared: false)
+            let enforced = decisions.filter { $0.decision?.outcome == .enforced }
+            print("\nmmpolicy's own latency breakdown at system scope, \(enforced.count) enforced of \(decisions.count) decisions:\n")
+            printBreakdown(enforced, killTarget: false, cleared: false)
         }
-        print("\nmmpolicy / earlyoom: p50 \(fmt(ratio50, 3))x, p99 \(fmt(ratio99, 3))x (target <= 0.5x: \(ratio50 <= 0.5 && ratio99 <= 0.5 ? "met" : "not met"))\n")
-    }
-
-    /// (pid, signal) of every "sending SIGxxx to process PID" line of earlyoom's log.
-    static func earlyoomVictims(_ log: String) -> [(pid: Int32, signal: String)] {
-        log.split(separator: "\n").compactMap { line in
-            guard let sending = line.firstRange(of: "sending "), let to = line.firstRange(of: " to process ") else { return nil }
-            let signal = String(line[sending.upperBound..<to.lowerBound])
-            guard let pid = Int32(line[to.upperBound...].prefix { $0.isNumber }) else { return nil }
-            return (pid, signal)
-        }
+        func ratio(_ series: [[Double]], _ p: Double) -> Double { percentile(series[2], p) / percentile(series[1], p) }
+        let full50 = ratio(reaction, 50), full99 = ratio(reaction, 99), sig50 = ratio(signalled, 50), sig99 = ratio(signalled, 99)
+        print("\nmmpolicy / earlyoom, crossing -> released: p50 \(fmt(full50, 3))x, p99 \(fmt(full99, 3))x (target <= 0.5x: \(full50 <= 0.5 && full99 <= 0.5 ? "met" : "not met"))")
+        print("mmpolicy / earlyoom, crossing -> signal: p50 \(fmt(sig50, 3))x, p99 \(fmt(sig99, 3))x (target <= 0.5x: \(sig50 <= 0.5 && sig99 <= 0.5 ? "met" : "not met"))\n")
     }
 
     // MARK: daemon idle

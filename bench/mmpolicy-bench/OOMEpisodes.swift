@@ -14,6 +14,10 @@ struct MemcgEpisode {
     /// The benchmark's own OOM eventfd fired -> the first workload's pidfd
     /// became readable (it has exited; its mm is gone), ms. nil if invalid.
     var latencyMs: Double?
+    /// The event -> the first SIGKILL to the workload that died (signal:signal_generate), ms.
+    /// Can be slightly negative: the kernel killer signals in the very context
+    /// that notified, before the observer thread has woken up.
+    var signalMs: Double?
     /// Which workload died first: "victim" (the 96M holder), "small", "grower".
     var died: String?
     var diedPID: pid_t?
@@ -79,6 +83,7 @@ final class MemcgObserver: @unchecked Sendable {
 /// smaller holder and a grower that pushes the group over its limit.
 struct MemcgEpisodeRunner {
     let workload: String
+    let killClock: KillClock
     let memcg: BenchMemcg
     let notifier: OOMNotifier
     let victimRSS: String
@@ -104,6 +109,7 @@ struct MemcgEpisodeRunner {
         for (role, arguments) in zip(roles, [["hold", "--rss", victimRSS], ["hold", "--rss", smallRSS], ["grow", "--rate", growRate]]) {
             let child = try ChildProcess(workload, arguments + ["--cgroup", memcg.path])
             children.append(child)
+            try killClock.watch(child.pid)
             do { try child.waitReady() } catch { throw BenchError("\(role): \(error)") }
         }
         let observer = MemcgObserver(notifier: notifier, memcg: group, pidfds: children.map(\.pidfd.rawValue),
@@ -112,12 +118,14 @@ struct MemcgEpisodeRunner {
         thread.join()
         try Interrupt.check()
         episode.kernelKills = (try group.oomControl().oomKillCount) - before.oomKillCount
+        let signals = children.map { killClock.take($0.pid) }
         if observer.early {
             episode.problem = "the OOM came before the observer was polling"
         } else if let eventNs = observer.eventNs, let endNs = observer.endNs, let index = observer.exitedIndex {
             episode.latencyMs = Double(endNs - eventNs) / 1e6
             episode.died = roles[index]
             episode.diedPID = children[index].pid
+            if let seen = signals[index] { episode.signalMs = (Double(seen.ns) - Double(eventNs)) / 1e6 }
             if let a = observer.usageAtEvent, let b = observer.usageAfterExit { episode.usageDropBytes = Int64(a) - Int64(b) }
         } else if let index = observer.exitedIndex {
             episode.problem = "\(roles[index]) exited (\(children[index].wait().map(describeStatus) ?? "?")) without an OOM event"
@@ -132,13 +140,24 @@ struct MemcgEpisodeRunner {
 
 /// What one system-scope episode measured.
 struct SystemEpisode {
-    /// MemAvailable first seen <= the threshold -> the grower's pidfd readable, ms.
+    /// The crossing of the threshold -> the grower's pidfd readable, ms.
+    ///
+    /// The crossing is taken as the last sample still above the line before
+    /// it (the real crossing lies in the next sampling interval, ~1 ms), the
+    /// same for every contender: an over-estimate by at most one interval.
+    /// A killer that acts within that interval can free memory before any
+    /// sample sees the line crossed; the start is then the sample with the
+    /// lowest MemAvailable (the last one before memory came back).
     var reactionMs: Double?
-    /// The sampler saw the crossing; false when the grower died between two
-    /// samples (the reaction is then measured from the last sample above the
-    /// line, an over-estimate).
+    /// A sample saw MemAvailable at or below the threshold.
     var crossingSeen = false
+    /// Longest gap between two samples, ms.
+    var maxSampleGapMs: Double = 0
     var growerPID: pid_t = 0
+    /// The crossing -> the first SIGTERM/SIGKILL to the grower, ms, and who sent it.
+    var signalMs: Double?
+    var signalSender: pid_t?
+    /// How the grower ended.
     var signal: Int32?
     /// Lowest MemAvailable the sampler saw, % of MemTotal.
     var minAvailablePercent: Double = 100
@@ -158,9 +177,13 @@ final class SystemSampler: @unchecked Sendable {
     let safetyBytes: UInt64
     let timeoutNs: UInt64
     var crossingNs: UInt64?
+    /// The last sample above the threshold before `crossingNs`.
     var lastAboveNs: UInt64?
     var endNs: UInt64?
     var minAvailable = UInt64.max
+    var minAvailableNs: UInt64?
+    /// Longest gap between samples up to the episode's start sample.
+    var maxGapNs: UInt64 = 0
     var safetyTripped = false
 
     init(reader: MemAvailableReader, grower: PidFD, killAtCrossing: Bool, thresholdBytes: UInt64, safetyBytes: UInt64, timeoutNs: UInt64) {
@@ -175,6 +198,9 @@ final class SystemSampler: @unchecked Sendable {
     func run() {
         var entry = pollfd(fd: grower.rawValue, events: Int16(POLLIN), revents: 0)
         let deadline = monotonicNanoseconds() + timeoutNs
+        var previous = monotonicNanoseconds()
+        var runningMaxGap: UInt64 = 0, gapAtLastAbove: UInt64 = 0, gapAtMin: UInt64 = 0
+        defer { maxGapNs = crossingNs != nil ? gapAtLastAbove : gapAtMin }
         while true {
             let n = poll(&entry, 1, 1)
             let now = monotonicNanoseconds()
@@ -182,8 +208,10 @@ final class SystemSampler: @unchecked Sendable {
                 endNs = now
                 return
             }
+            runningMaxGap = max(runningMaxGap, now - previous)
+            previous = now
             let available = reader.read()
-            minAvailable = min(minAvailable, available)
+            if available < minAvailable { (minAvailable, minAvailableNs, gapAtMin) = (available, now, runningMaxGap) }
             if available <= thresholdBytes {
                 if crossingNs == nil {
                     crossingNs = now
@@ -193,7 +221,7 @@ final class SystemSampler: @unchecked Sendable {
                     }
                 }
             } else if crossingNs == nil {
-                lastAboveNs = now
+                (lastAboveNs, gapAtLastAbove) = (now, runningMaxGap)
             }
             if available < safetyBytes {
                 safetyTripped = true
@@ -214,6 +242,7 @@ struct SystemEpisodeRunner {
     let thresholdPercent: Double
     let headroomBytes: UInt64
     let growRate: String
+    let killClock: KillClock
 
     var thresholdBytes: UInt64 { UInt64(Double(reader.memTotal) * thresholdPercent / 100) }
     /// Below this the benchmark kills the grower itself (no contender acted):
@@ -238,6 +267,7 @@ struct SystemEpisodeRunner {
         let maxBytes = available > safetyBytes ? available - safetyBytes : 0
         let grower = try ChildProcess(workload, ["grow", "--rate", growRate, "--max", String(maxBytes), "--oom-score-adj", "1000"])
         defer { grower.kill(SIGKILL); grower.wait() }
+        try killClock.watch(grower.pid)
         try grower.waitReady()
         var episode = SystemEpisode()
         episode.growerPID = grower.pid
@@ -249,11 +279,13 @@ struct SystemEpisodeRunner {
         if let endNs = sampler.endNs {
             let status = grower.wait()
             episode.signal = status.flatMap(terminatingSignal)
-            if let crossing = sampler.crossingNs {
-                episode.crossingSeen = true
-                episode.reactionMs = Double(endNs - crossing) / 1e6
-            } else if let last = sampler.lastAboveNs {
-                episode.reactionMs = Double(endNs - last) / 1e6
+            episode.crossingSeen = sampler.crossingNs != nil
+            episode.maxSampleGapMs = Double(sampler.maxGapNs) / 1e6
+            let seen = killClock.take(grower.pid)
+            episode.signalSender = seen.map { pid_t($0.sender) }
+            if let start = episode.crossingSeen ? sampler.lastAboveNs : sampler.minAvailableNs {
+                episode.reactionMs = Double(endNs - start) / 1e6
+                if let seen { episode.signalMs = (Double(seen.ns) - Double(start)) / 1e6 }
             }
             if episode.signal == nil { episode.problem = "the grower exited by itself (\(status.map(describeStatus) ?? "?"))" }
         } else if sampler.safetyTripped {

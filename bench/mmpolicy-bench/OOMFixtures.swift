@@ -317,3 +317,46 @@ func statusBytes(pid: pid_t, key: String) -> UInt64? {
     }
     return nil
 }
+
+/// When, and by whom, a watched process was sent SIGTERM or SIGKILL
+/// (bench/bpf/kill_clock.bpf.c on signal:signal_generate), on CLOCK_MONOTONIC.
+///
+/// Every killer's signal goes through that tracepoint, the kernel OOM
+/// killer's included, so each contender's time splits the same way into
+/// "signalled" and "memory released", and the sender tells who killed.
+final class KillClock {
+    /// struct kill_seen of kill_clock.bpf.c.
+    struct Seen: BitwiseCopyable {
+        var ns: UInt64
+        var sig: UInt32
+        var sender: UInt32
+    }
+
+    private let object: BPFObject
+    private let link: BPFLink
+    private let map: BPFMap
+
+    init(objects: String) throws {
+        let path = objects + "/bench/kill_clock.bpf.o"
+        object = try BPFObject(path: path)
+        try object.load()
+        guard let program = object.program(named: "kill_clock_signal_generate"), let map = object.map(named: "watched") else {
+            throw BenchError("\(path) lacks kill_clock_signal_generate or its map; rebuild it with `make bpf`")
+        }
+        link = try program.attach()
+        self.map = map
+    }
+
+    func watch(_ pid: pid_t) throws {
+        try map.update(UInt32(pid), Seen(ns: 0, sig: 0, sender: 0))
+    }
+
+    /// The first SIGTERM/SIGKILL sent to `pid` since `watch`, and stops watching it.
+    func take(_ pid: pid_t) -> Seen? {
+        let seen = try? map.lookup(UInt32(pid), as: Seen.self)
+        _ = try? map.delete(UInt32(pid))
+        return seen.flatMap { $0.ns == 0 ? nil : $0 }
+    }
+
+    deinit { link.detach() }
+}
