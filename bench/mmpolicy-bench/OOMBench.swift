@@ -92,7 +92,7 @@ struct OOMBench: ParsableCommand {
         let runner = MemcgEpisodeRunner(workload: workload, killClock: killClock, memcg: memcg, notifier: notifier,
                                         victimRSS: victimRss, smallRSS: smallRss, growRate: memcgRate)
         print("## memcg OOM: limit hit -> victim's memory released\n")
-        print("One v1 memcg (\(memcg.path)), limit \(memcgLimit); per episode `hold --rss \(victimRss)` (the intended victim), `hold --rss \(smallRss)`, `grow --rate \(memcgRate)`. Event: the benchmark's own eventfd on memory.oom_control fires; SIGKILL: the first SIGKILL to the workload that died (signal:signal_generate, same clock; the kernel killer signals before the observer thread has even woken, hence values <= 0); released: that workload's pidfd is readable (it has exited, its mm is gone). \(episodes) episodes each.\n")
+        print("One v1 memcg (\(memcg.path)), limit \(memcgLimit); per episode `hold --rss \(victimRss)` (the intended victim), `hold --rss \(smallRss)`, `grow --rate \(memcgRate)`. Event: the benchmark's own eventfd on memory.oom_control fires (its observer thread runs at SCHED_FIFO so it wakes at once); SIGKILL: the first SIGKILL to the workload that died (signal:signal_generate, same clock; the kernel killer signals before the observer thread has even woken, hence values <= 0); released: that workload's pidfd is readable (it has exited, its mm is gone). \(episodes) episodes each.\n")
 
         // (b) the kernel killer alone.
         let control = try memcg.memcg.oomControl()
@@ -151,6 +151,7 @@ struct OOMBench: ParsableCommand {
         let chose = enforced.filter { $0.decision?.victimPID.map(victimPIDs.contains) == true }.count
         print("\nmmpolicy's own latency breakdown (`mmpolicy events --json`), \(enforced.count) enforced of \(decisions.count) decisions, \(chose) chose the \(victimRss) holder:\n")
         printBreakdown(enforced, killTarget: true, cleared: true)
+        if MeasuringThread.realtime.load(ordering: .relaxed) == 2 { print("\nnote: the measuring threads could not get SCHED_FIFO (no CAP_SYS_NICE): their wake-up delay is part of the times") }
         print("\ndaemon stopped with \(stopStatus.map(describeStatus) ?? "?"); oom_kill_disable of the memcg back to 0: \(restored ? "yes" : "NO")\n")
         if !restored { throw BenchError("the daemon left oom_kill_disable 1 on \(memcg.path)") }
     }
@@ -185,7 +186,7 @@ struct OOMBench: ParsableCommand {
         let runner = SystemEpisodeRunner(workload: workload, ballast: ballast, reader: reader, thresholdPercent: 10,
                                          headroomBytes: UInt64(headroomMib) << 20, growRate: systemRate, killClock: killClock)
         print("## System scope: MemAvailable <= 10 % -> the grower's memory released\n")
-        print("RAM is filled with ballast (memfd pages: no process owns them) until MemAvailable is \(headroomMib) MiB above 10 % of MemTotal; then one `grow --rate \(systemRate) --oom-score-adj 1000` allocates until killed. A sampler reads /proc/meminfo every 1 ms: start = the last sample above 10 % before MemAvailable crossed it (or, if the killer freed memory before any sample saw the crossing, the sample with the lowest MemAvailable), signal = the first SIGTERM/SIGKILL to the grower (signal:signal_generate), end = the grower's pidfd readable. \(systemEpisodes) episodes each, one killer at a time.\n")
+        print("RAM is filled with ballast (memfd pages: no process owns them) until MemAvailable is \(headroomMib) MiB above 10 % of MemTotal; then one `grow --rate \(systemRate) --oom-score-adj 1000` allocates until killed. A sampler thread (SCHED_FIFO) reads /proc/meminfo every 1 ms: start = the last sample above 10 % before MemAvailable crossed it (or, if the killer freed memory before any sample saw the crossing, the sample with the lowest MemAvailable), signal = the first SIGTERM/SIGKILL to the grower (signal:signal_generate), end = the grower's pidfd readable. \(systemEpisodes) episodes each, one killer at a time.\n")
         let memory = try MemInfo.read()
         guard memory.memAvailable > runner.thresholdBytes + runner.headroomBytes + (512 << 20) else {
             throw BenchError("MemAvailable is already \(memory.memAvailable >> 20) MiB: too little to start system episodes")

@@ -253,7 +253,13 @@ struct SystemEpisodeRunner {
     /// system alone leaves less than that.
     func prepare() throws {
         let target = thresholdBytes + headroomBytes
-        let memory = try ballast.settle(availableBytes: target)
+        var memory = try ballast.settle(availableBytes: target)
+        // Other processes come and go; give them a few chances to calm down.
+        for _ in 0..<5 where memory.memAvailable > target + (128 << 20) || memory.memAvailable + (128 << 20) < target {
+            try Interrupt.check()
+            sleepMs(1000)
+            memory = try ballast.settle(availableBytes: target)
+        }
         if memory.memAvailable > target + (256 << 20) || memory.memAvailable + (256 << 20) < target {
             throw BenchError("cannot bring MemAvailable to \(target >> 20) MiB (at \(memory.memAvailable >> 20) MiB with \(ballast.bytes >> 20) MiB of ballast)")
         }

@@ -143,12 +143,12 @@ final class Ballast {
     /// bytes (the rest of the system moves too, so it takes a few rounds).
     func settle(availableBytes target: UInt64, tolerance: UInt64 = 32 << 20) throws -> MemInfo {
         var memory = try MemInfo.read()
-        for _ in 0..<8 {
+        for _ in 0..<40 {
             let delta = Int64(memory.memAvailable) - Int64(target)
             if UInt64(abs(delta)) <= tolerance { break }
             let wanted = max(0, Int64(bytes) + delta)
             try resize(to: UInt64(wanted))
-            sleepMs(50)
+            sleepMs(100)  // reclaim and the per-CPU counters catch up
             memory = try MemInfo.read()
         }
         return memory
