@@ -92,7 +92,7 @@ struct OOMBench: ParsableCommand {
         let runner = MemcgEpisodeRunner(workload: workload, killClock: killClock, memcg: memcg, notifier: notifier,
                                         victimRSS: victimRss, smallRSS: smallRss, growRate: memcgRate)
         print("## memcg OOM: limit hit -> victim's memory released\n")
-        print("One v1 memcg (\(memcg.path)), limit \(memcgLimit); per episode `hold --rss \(victimRss)` (the intended victim), `hold --rss \(smallRss)`, `grow --rate \(memcgRate)`. Event: the benchmark's own eventfd on memory.oom_control fires (its observer thread runs at SCHED_FIFO so it wakes at once); SIGKILL: the first SIGKILL to the workload that died (signal:signal_generate, same clock; the kernel killer signals before the observer thread has even woken, hence values <= 0); released: that workload's pidfd is readable (it has exited, its mm is gone). \(episodes) episodes each.\n")
+        print("One v1 memcg (\(memcg.path)), limit \(memcgLimit); per episode `hold --rss \(victimRss)` (the intended victim), `hold --rss \(smallRss)`, `grow --rate \(memcgRate)`. Event: the benchmark's own eventfd on memory.oom_control fires (its observer thread runs at SCHED_FIFO so it wakes at once); SIGKILL: the first SIGKILL to the workload that died (signal:signal_generate, same clock); released: that workload's pidfd is readable (it has exited, its mm is gone). \(episodes) episodes each.\n")
 
         // (b) the kernel killer alone.
         let control = try memcg.memcg.oomControl()
@@ -263,6 +263,14 @@ struct OOMBench: ParsableCommand {
         }
         if !peersOnly {
             let enforced = decisions.filter { $0.decision?.outcome == .enforced }
+            let growers = Set(policy.map(\.growerPID))
+            var perGrower: [Int32: Int] = [:]
+            for record in enforced { if let pid = record.decision?.victimPID { perGrower[pid, default: 0] += 1 } }
+            let others = enforced.filter { $0.decision?.victimPID.map(growers.contains) != true }
+            let repeats = perGrower.filter { growers.contains($0.key) && $0.value > 1 }
+            if !others.isEmpty || !repeats.isEmpty {
+                print("\nmmpolicy also killed: \(others.map { "pid \($0.decision?.victimPID ?? 0) (\($0.decision?.victimComm ?? "?"))" }.joined(separator: ", ")); growers killed more than once: \(repeats.map { "pid \($0.key) \($0.value)x" }.sorted().joined(separator: ", "))")
+            }
             print("\nmmpolicy's own latency breakdown at system scope, \(enforced.count) enforced of \(decisions.count) decisions:\n")
             printBreakdown(enforced, killTarget: false, cleared: false)
         }

@@ -269,8 +269,10 @@ struct SystemEpisodeRunner {
         try Interrupt.check()
         try prepare()
         let available = reader.read()
-        // The grower stops by itself at the safety line even if nobody kills it.
-        let maxBytes = available > safetyBytes ? available - safetyBytes : 0
+        // The grower stops by itself near the safety line even if nobody
+        // kills it (4 GiB of slack: other processes may free memory meanwhile,
+        // and a grower that stops above the line would never be killed).
+        let maxBytes = (available > safetyBytes ? available - safetyBytes : 0) + (4 << 30)
         let grower = try ChildProcess(workload, ["grow", "--rate", growRate, "--max", String(maxBytes), "--oom-score-adj", "1000"])
         defer { grower.kill(SIGKILL); grower.wait() }
         try killClock.watch(grower.pid)
