@@ -57,12 +57,21 @@ $(BPF_OUT)/bench/%.bpf.o: bench/bpf/%.bpf.c $(VMLINUX) $(ABI_HEADERS)
 swift:
 	swift build -c $(SWIFT_CONFIG)
 
-# The main job. Until the daemon exists: list the in-tree policies and verify
-# each against the running kernel.
+# The main job: the daemon in the foreground with the safe default set
+# (policies/default.toml) on its first start. Ctrl-C (SIGINT) or SIGTERM
+# unloads every policy and restores every knob.
 run: build
 	$(MMPOLICY) list
-	@for m in policies/*.toml; do n=$$(basename $$m .toml); [ "$$n" = default ] && continue; \
-		$(MMPOLICY) verify $$n || exit 1; done
+	@echo
+	@echo "Starting the mmpolicy daemon (socket /run/mmpolicy/mmpolicy.sock, state /var/lib/mmpolicy)."
+	@echo "Talk to it from another shell, as root:"
+	@echo "  $(MMPOLICY) status"
+	@echo "  $(MMPOLICY) events --since 10m"
+	@echo "  $(MMPOLICY) load oom_growth --scope /sys/fs/cgroup/memory/GROUP --mode enforce"
+	@echo "  $(MMPOLICY) unload oom_growth"
+	@echo "Stop it with Ctrl-C."
+	@echo
+	$(MMPOLICY) daemon --policy-dir $(CURDIR)/policies
 
 test: build
 	swift test
