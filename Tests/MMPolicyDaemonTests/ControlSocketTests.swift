@@ -5,6 +5,7 @@ import Foundation
 #endif
 import Glibc
 import MMPolicyDaemon
+import MMPolicyCore
 import MMPolicyTestSupport
 import Synchronization
 import SystemPackage

@@ -140,7 +140,7 @@ public final class KnobJournal: Sendable {
 
     static func writeFile(_ path: String, _ value: String) throws(KnobError) {
         let fd: FileDescriptor
-        do { fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.closeOnExec]) } catch {
+        do { fd = try FileDescriptor.open(FilePath(path), .writeOnly, options: [.closeOnExec, .truncate]) } catch {
             throw KnobError(path: path, operation: "opening", errno: error as? Errno, detail: "")
         }
         defer { try? fd.close() }

@@ -49,7 +49,22 @@ final class OOMEngineLoop {
     var v1Disabled: Set<String> = []
     var nextRescanNs: UInt64 = 0
     /// Memcgs handed to the kernel killer until their OOM clears.
-    var fallbackPending: [String: UInt64] = [:]
+    var fallbackPending: [String: Handover] = [:]
+
+    /// A v1 OOM handed to the kernel: the group's kill count then, and since
+    /// when its OOM looked clear.
+    struct Handover {
+        var killCount: UInt64
+        var clearSinceNs: UInt64?
+    }
+
+    /// Room below the limit that means an OOM notification is stale: the
+    /// charge that failed (up to a 2 MiB huge page) fits now, and the
+    /// uncharge that made the room has already woken the waiting tasks.
+    static let staleRoomBytes: UInt64 = 8 << 20
+    /// How long a handed-over OOM must look clear, with no kernel kill seen,
+    /// before the kernel killer is disabled again.
+    static let handoverQuietNs: UInt64 = 500_000_000
     var awaitingClear: [PendingDecision] = []
     var pendingObserved: [PendingDecision] = []
     /// Kernel victims seen recently (sensor), to match observe-mode decisions made after them.
@@ -327,14 +342,17 @@ final class OOMEngineLoop {
             guard let policy = governor(of: origin, version: .v1), fallbackPending[origin] == nil else { continue }
             guard FileStatus.exists(origin) else { v1Notifiers.removeValue(forKey: origin); continue }
             guard (try? MemcgV1(path: origin).oomControl().underOOM) == true else { continue }
+            let memcg = MemcgV1(path: origin)
+            let limit = ((try? memcg.limitBytes()) ?? nil) ?? 0, usage = (try? memcg.usageBytes()) ?? 0
+            // A notification from a task that retried while a kill was still
+            // freeing memory: there is room now and the task has been woken.
+            if limit > 0, usage + Self.staleRoomBytes < limit { continue }
             // Still under OOM after an earlier kill: that record is final now.
             if let index = awaitingClear.firstIndex(where: { $0.origin == origin }) {
                 var pending = awaitingClear.remove(at: index)
                 pending.record.detail = pending.record.detail.isEmpty ? "the OOM persisted after the kill" : pending.record.detail
                 emit(pending.record, policy: pending.policy)
             }
-            let memcg = MemcgV1(path: origin)
-            let limit = ((try? memcg.limitBytes()) ?? nil) ?? 0, usage = (try? memcg.usageBytes()) ?? 0
             let scope = (try? ResolvedScope.cgroup(origin, mount: policy.scope.mount)) ?? policy.scope
             decide(policy, origin: origin, scope: scope, trigger: .memcgOOM, limit: limit, usage: usage, t0: t0)
         }
@@ -344,17 +362,30 @@ final class OOMEngineLoop {
     func handToKernel(_ origin: String, now: UInt64) {
         guard v1Disabled.contains(origin) else { return }
         do {
-            try MemcgV1(path: origin).setOOMKillDisable(false)
-            fallbackPending[origin] = now
+            let memcg = MemcgV1(path: origin)
+            let kills = (try? memcg.oomControl().oomKillCount) ?? 0
+            try memcg.setOOMKillDisable(false)
+            fallbackPending[origin] = Handover(killCount: kills, clearSinceNs: nil)
         } catch {
             environment.log("handing \(origin)'s OOM to the kernel failed: \(error)")
         }
     }
 
+    /// Re-disables the kernel killer on handed-over memcgs once their OOM is
+    /// over: the kernel killed (its count went up) and under_oom is clear, or
+    /// under_oom stayed clear for a while (the OOM resolved without a kill).
+    /// under_oom alone is not enough: it drops for a moment while woken tasks
+    /// retry their charge, before the kernel gets to kill.
     func serviceFallbacks(now: UInt64) {
-        for (origin, _) in fallbackPending {
+        for (origin, handover) in fallbackPending {
             guard let control = try? MemcgV1(path: origin).oomControl() else { fallbackPending.removeValue(forKey: origin); continue }
-            guard !control.underOOM else { continue }
+            guard !control.underOOM else {
+                fallbackPending[origin]?.clearSinceNs = nil
+                continue
+            }
+            let clearSince = handover.clearSinceNs ?? now
+            fallbackPending[origin]?.clearSinceNs = clearSince
+            guard control.oomKillCount > handover.killCount || now - clearSince >= Self.handoverQuietNs else { continue }
             fallbackPending.removeValue(forKey: origin)
             if v1Disabled.contains(origin) {
                 do { try MemcgV1(path: origin).setOOMKillDisable(true) } catch {

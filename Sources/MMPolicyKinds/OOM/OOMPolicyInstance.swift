@@ -60,11 +60,19 @@ public final class OOMPolicyInstance: @unchecked Sendable {
     let selector: OOMSelector
     /// Keeps the loaded object (and so the callback's fd) alive.
     private let policy: Policy
+    /// The policy's sensors (every program that is not a callback), attached
+    /// for as long as the policy is loaded.
+    private let sensorLinks: [BPFLink]
 
-    /// `policy` must be loaded and of kind oom.
+    /// `policy` must be loaded and of kind oom. Attaches its sensor programs.
     public init(policy: Policy, name: String, scope: ResolvedScope, mode: PolicyMode, daemonPID: Int32,
-                mount: MemoryCgroupMount?) throws(OpsTableError) {
+                mount: MemoryCgroupMount?) throws {
         self.policy = policy
+        var links: [BPFLink] = []
+        for program in policy.object.programs where program.type != .syscall {
+            links.append(try program.attach())
+        }
+        self.sensorLinks = links
         self.name = name
         self.scope = scope
         self.mode = mode

@@ -6,18 +6,18 @@
  *
  * Exercises the daemon's validation: a victim outside the scope, a protected
  * one or a dead pid must be rejected (a strike) and the OOM handed to the
- * kernel. `fail` makes the callback decline instead (a fallback).
+ * kernel. `decline` makes the callback decline instead (a fallback).
  */
 #include "mmpolicy/common.bpf.h"
 
 const volatile __u32 victim_pid = 0;
 const volatile __u64 kill_cgroup_id = 0;
-const volatile __u32 fail = 0;
+const volatile __u32 decline = 0;
 
 SEC("syscall")
 int fixed_select_victim(struct mmpolicy_oom_ctx *ctx)
 {
-	if (fail)
+	if (decline)
 		return MMPOLICY_NO_DECISION;
 	if (kill_cgroup_id) {
 		ctx->flags = MMPOLICY_OOM_KILL_CGROUP;
