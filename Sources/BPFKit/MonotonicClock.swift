@@ -9,3 +9,22 @@ public func monotonicNanoseconds() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
+
+/// CLOCK_REALTIME in nanoseconds since the Unix epoch: the timestamps of
+/// recorded events, which people read as dates.
+public func wallClockNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+/// `value` with `places` decimal places ("12.35"), without Foundation's formatters.
+public func decimalString(_ value: Double, places: Int) -> String {
+    var scale = 1
+    for _ in 0..<places { scale *= 10 }
+    let scaled = Int((value * Double(scale)).rounded())
+    guard places > 0 else { return String(scaled) }
+    let fraction = String(abs(scaled % scale))
+    let sign = scaled < 0 && scaled / scale == 0 ? "-" : ""
+    return "\(sign)\(scaled / scale)." + String(repeating: "0", count: places - fraction.count) + fraction
+}

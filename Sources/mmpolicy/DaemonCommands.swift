@@ -1,4 +1,5 @@
 import ArgumentParser
+import BPFKit
 import Logging
 import MMPolicyCore
 import MMPolicyDaemon
@@ -129,14 +130,14 @@ struct StatusCommand: ParsableCommand {
         let policies = response.policies ?? []
         if json { return try printJSON(Output(daemon: response.daemon, policies: policies)) }
         if let daemon = response.daemon {
-            print("mmpolicy daemon \(daemon.version), pid \(daemon.pid), up \(formatDuration(Double(nowNs() - daemon.startedNs) / 1e9)), state \(daemon.stateDirectory)")
+            print("mmpolicy daemon \(daemon.version), pid \(daemon.pid), up \(formatDuration(Double(wallClockNanoseconds() - daemon.startedNs) / 1e9)), state \(daemon.stateDirectory)")
         }
         guard !policies.isEmpty else { return print("no policies loaded (load one with `mmpolicy load NAME`)") }
         print(table(["NAME", "KIND", "SCOPE", "MODE", "UPTIME", "DECISIONS", "ENFORCED", "REJECTED", "FALLBACKS", "AGREE", "BPF RUNS", "BPF TIME"],
                     policies.map { p in
                         [p.name, p.kind, p.scope, p.mode, formatDuration(p.uptimeSeconds), String(p.decisions), String(p.enforced),
                          String(p.rejections), String(p.fallbacks), p.mode == "observe" ? "\(p.agreements)/\(p.agreements + p.disagreements)" : "-",
-                         String(p.bpfRunCount), p.bpfRunCount == 0 ? "-" : "\(String(format1: Double(p.bpfRunTimeNs) / 1000)) us"]
+                         String(p.bpfRunCount), p.bpfRunCount == 0 ? "-" : "\(decimalString(Double(p.bpfRunTimeNs) / 1000, places: 1)) us"]
                     }))
         for p in policies {
             if let last = p.lastDecision { print("  \(p.name) last decision \(formatTime(last.timeNs)): \(last.summary)") }
@@ -156,7 +157,7 @@ struct EventsCommand: ParsableCommand {
     @OptionGroup var connection: DaemonConnectionOptions
 
     func run() throws {
-        let sinceNs = since.map { nowNs() - Int64($0.seconds * 1e9) }
+        let sinceNs = since.map { wallClockNanoseconds() - Int64($0.seconds * 1e9) }
         let response = try connection.send(ControlRequest(command: .events, query: EventQuery(policy: policy, sinceNs: sinceNs, limit: limit)))
         let events = response.events ?? []
         if json { return try printJSON(events) }
@@ -177,12 +178,6 @@ struct EventAge: ExpressibleByArgument {
         guard let value = Double(text), value >= 0 else { return nil }
         seconds = value * factor
     }
-}
-
-func nowNs() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
 /// "2026-11-22 10:15:03.123" in UTC.

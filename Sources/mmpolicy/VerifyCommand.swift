@@ -56,17 +56,10 @@ struct VerifyCommand: ParsableCommand {
         if json {
             try printJSON(Output(name: policy.name, object: policy.objectPath, verified: true, loadMilliseconds: elapsed, programs: programs, failure: nil))
         } else {
-            print("\(policy.name): verified and loaded in \(String(format1: elapsed)) ms, then unloaded (\(policy.objectPath))")
+            print("\(policy.name): verified and loaded in \(decimalString(elapsed, places: 1)) ms, then unloaded (\(policy.objectPath))")
             print(table(["PROGRAM", "TYPE", "INSNS", "PROCESSED", "JITED"],
                         programs.map { [$0.name, $0.type, String($0.instructions), String($0.verifiedInstructions), "\($0.jitedBytes) B"] }))
         }
     }
 }
 
-extension String {
-    /// One decimal place, without Foundation's formatters.
-    init(format1 value: Double) {
-        let tenths = Int((value * 10).rounded())
-        self = "\(tenths / 10).\(abs(tenths % 10))"
-    }
-}

@@ -1,3 +1,4 @@
+import BPFKit
 import MMPolicyCore
 import MMPolicyTestSupport
 import Testing
@@ -109,23 +110,13 @@ enum DaemonHarnessError: Error, CustomStringConvertible {
 
 /// Waits until `condition` holds, at most `seconds`.
 func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Double(monotonicNanosecondsForTests()) / 1e9 + seconds
-    while Double(monotonicNanosecondsForTests()) / 1e9 < deadline {
+    let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+    while monotonicNanoseconds() < deadline {
         if try condition() { return true }
         usleep(20_000)
     }
     return try condition()
 }
 
-func monotonicNanosecondsForTests() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// Whether process `pid` is gone (or a zombie).
-func isGone(_ pid: pid_t) -> Bool {
-    guard let stat = try? readFile("/proc/\(pid)/stat") else { return true }
-    guard let close = stat.lastIndex(of: ")") else { return true }
-    return stat[stat.index(after: close)...].dropFirst().first == "Z"
-}
+/// Whether process `pid` is gone (a zombie counts as gone).
+func isGone(_ pid: pid_t) -> Bool { !ProcessSnapshot.isAlive(pid: pid) }

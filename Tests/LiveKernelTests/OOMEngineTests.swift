@@ -27,7 +27,7 @@ struct OOMEngineTests {
         let engine = try OOMEngine(environment: .init(
             journal: journal, mount: .detect(), sensorObjectPath: nil, daemonPID: getpid(),
             record: { recorder.record($0) }, log: { _ in }))
-        engine.start()
+        try engine.start()
         return engine
     }
 
@@ -151,8 +151,8 @@ extension Result where Failure == OOMRejection {
 }
 
 func eventuallyAsync(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
-    let deadline = monotonicNanosecondsForTests() + UInt64(seconds * 1e9)
-    while monotonicNanosecondsForTests() < deadline {
+    let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+    while monotonicNanoseconds() < deadline {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(20))
     }

@@ -157,3 +157,11 @@ public final class PSITrigger: Sendable {
 
     deinit { close(rawValue) }
 }
+
+extension PSITrigger {
+    /// Arms a trigger from a manifest's `[trigger] psi` spec.
+    public convenience init(spec: PSITriggerSpec, path: String = "/proc/pressure/memory") throws(SystemCallError) {
+        try self.init(path: path, kind: spec.full ? .full : .some,
+                      stallMicroseconds: spec.stallMicroseconds, windowMicroseconds: spec.windowMicroseconds)
+    }
+}

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Dispatch
+import MMPolicyCore
 import Synchronization
 import SystemPackage
 
@@ -147,7 +148,7 @@ public final class ControlServer: Sendable {
             case .ready: break
             }
             guard let listener = state.listener?.raw, let wake = state.wakeReceiver?.raw else { return .success(false) }
-            switch startThread({ [self] in acceptLoop(listener: listener, wake: wake) }) {
+            switch PosixThread.start(name: "mmpolicy-ctl", { [self] in acceptLoop(listener: listener, wake: wake) }) {
             case .success(let thread):
                 state.phase = .running
                 state.acceptThread = thread
@@ -307,7 +308,7 @@ public final class ControlServer: Sendable {
                   on: connection, deadline: Deadline(secondsFromNow: 0.1))
             return
         }
-        let thread = startThread(detached: true) { [self] in
+        let thread = PosixThread.start(detached: true) { [self] in
             serve(connection)
             let drained = state.withLock { state in
                 state.activeConnections -= 1
@@ -436,29 +437,4 @@ private final class ResponseSlot: Sendable {
         ready.wait()
         return value.withLock { $0.take()! }
     }
-}
-
-/// Starts `body` on a new POSIX thread: joinable (the caller must join it)
-/// unless `detached`.
-private func startThread(detached: Bool = false, _ body: @escaping @Sendable () -> Void) -> Result<pthread_t, Errno> {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    let box = Unmanaged.passRetained(Box(body))
-    var attributes = pthread_attr_t()
-    pthread_attr_init(&attributes)
-    defer { pthread_attr_destroy(&attributes) }
-    if detached { pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED)) }
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, &attributes, { argument in
-        let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
-        box.body()
-        return nil
-    }, box.toOpaque())
-    guard rc == 0 else {
-        box.release()
-        return .failure(Errno(rawValue: rc))
-    }
-    return .success(thread)
 }

@@ -61,8 +61,7 @@ public final class DaemonService: Service {
         let engine = try OOMEngine(environment: .init(
             journal: journal, mount: mount, sensorObjectPath: sensorPath, daemonPID: getpid(),
             record: { recorder.record($0) }, log: { logger.warning("\($0)") }))
-        engine.start()
-        if let problem = engine.status.sensorProblem { logger.warning("\(problem)") }
+        try engine.start()
 
         let manager = PolicyManager(configuration: configuration, store: store, recorder: recorder, engine: engine,
                                     mount: mount, logger: logger)

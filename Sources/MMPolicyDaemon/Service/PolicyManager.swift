@@ -101,7 +101,7 @@ public actor PolicyManager {
         if persist {
             do { try store.setDesired(desired) } catch { logger.error("saving the desired set failed: \(error)") }
         }
-        record(.loaded, policy: name, "loaded \(policy.objectPath) on \(scope) in \(mode.rawValue) mode (verified in \(formatOneDecimal(loadMs)) ms)")
+        record(.loaded, policy: name, "loaded \(policy.objectPath) on \(scope) in \(mode.rawValue) mode (verified in \(decimalString(loadMs, places: 1)) ms)")
         logger.info("loaded policy \(name) on \(scope) (\(mode.rawValue))")
         return status(of: loaded[name]!)
     }
@@ -133,7 +133,7 @@ public actor PolicyManager {
 
     /// Detaches and unloads `name`, restoring what it changed, and drops it from the desired set.
     public func unload(_ name: String, persist: Bool = true, reason: String = "unloaded by request") async throws {
-        guard let entry = loaded.removeValue(forKey: name) else {
+        guard loaded.removeValue(forKey: name) != nil else {
             let names = loaded.keys.sorted()
             throw DaemonRequestError("no policy named '\(name)' is loaded (loaded: \(names.isEmpty ? "none" : names.joined(separator: ", "))). `mmpolicy status` lists them.")
         }
@@ -143,7 +143,6 @@ public actor PolicyManager {
         }
         record(.unloaded, policy: name, "\(reason); its knobs are restored")
         logger.info("unloaded policy \(name): \(reason)")
-        _ = entry
     }
 
     /// Unloads everything without touching the desired set (daemon shutdown).
@@ -209,7 +208,3 @@ public actor PolicyManager {
     }
 }
 
-func formatOneDecimal(_ value: Double) -> String {
-    let tenths = Int((value * 10).rounded())
-    return "\(tenths / 10).\(abs(tenths % 10))"
-}

@@ -1,3 +1,4 @@
+import BPFKit
 import Foundation
 import GRDB
 import MMPolicyCore
@@ -195,7 +196,7 @@ public final class StateStore: Sendable {
     @discardableResult
     public func journalOriginal(path knob: String, original: String, owner: String) throws(StateStoreError) -> Bool {
         try write("journal knob \(knob)") { db in
-            let entry = KnobJournalRow(path: knob, original: original, owner: owner, recordedNs: Self.nowNs())
+            let entry = KnobJournalRow(path: knob, original: original, owner: owner, recordedNs: wallClockNanoseconds())
             try entry.insert(db, onConflict: .ignore)
             return db.changesCount == 1
         }
@@ -257,12 +258,6 @@ public final class StateStore: Sendable {
         }
         guard stat(directory, &stats) == 0 else { throw .directory(directory, Errno(rawValue: errno)) }
         guard stats.st_mode & S_IFMT == S_IFDIR else { throw .directory(directory, .notDirectory) }
-    }
-
-    static func nowNs() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
     /// The schema. Migrations are append-only: never edit one that has shipped.

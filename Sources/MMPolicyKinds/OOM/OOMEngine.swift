@@ -56,36 +56,25 @@ public final class OOMEngine: Sendable {
     let environment: Environment
     let commands = Mutex<[Command]>([])
     let wake: EventFD
-    let state = Mutex<EngineStatus>(EngineStatus())
     private let thread = Mutex<pthread_t?>(nil)
-
-    /// What the engine reports about itself.
-    public struct EngineStatus: Sendable {
-        public var running = false
-        /// Why the in-kernel sensors are not in use, if they are not.
-        public var sensorProblem: String?
-        public var sensorStats: [(name: String, runCount: UInt64, runTimeNs: UInt64)] = []
-        public var attached: [String] = []
-    }
 
     public init(environment: Environment) throws(SystemCallError) {
         self.environment = environment
         self.wake = try EventFD()
     }
 
-    public var status: EngineStatus { state.withLock { $0 } }
-
     /// Starts the engine thread.
-    public func start() {
-        thread.withLock { thread in
+    public func start() throws(SystemCallError) {
+        try thread.withLock { thread throws(SystemCallError) in
             guard thread == nil else { return }
             let engine = self
-            thread = startThread(name: "mmpolicy-oom") {
-                let loop = OOMEngineLoop(engine: engine)
-                loop.run()
+            switch PosixThread.start(name: "mmpolicy-oom", { OOMEngineLoop(engine: engine).run() }) {
+            case .success(let started): thread = started
+            case .failure(let code):
+                throw SystemCallError(operation: "pthread_create", target: "the OOM engine thread", errno: code,
+                                      fix: "The system is out of threads or memory; free some and restart the daemon")
             }
         }
-        state.withLock { $0.running = true }
     }
 
     /// Attaches a loaded policy: sets up its decision points (on v1, in
@@ -112,7 +101,6 @@ public final class OOMEngine: Sendable {
         guard let running else { return }
         send(.stop)
         pthread_join(running, nil)
-        state.withLock { $0.running = false }
     }
 
     private func send(_ command: Command) {
@@ -121,33 +109,3 @@ public final class OOMEngine: Sendable {
     }
 }
 
-/// Runs `body` on a new pthread named `name` (at most 15 bytes).
-func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
-    var thread = pthread_t()
-    let named: @Sendable () -> Void = {
-        // Name the thread (as ps -L and top show it); glibc's pthread_setname_np is not imported.
-        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-        if fd >= 0 {
-            let text = Array(name.utf8.prefix(15))
-            _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
-        }
-        body()
-    }
-    let box = Unmanaged.passRetained(Box(named)).toOpaque()
-    let result = pthread_create(&thread, nil, { argument in
-        let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
-        box.body()
-        return nil
-    }, box)
-    precondition(result == 0, "pthread_create failed: \(result)")
-    return thread
-}
-
-/// Wall-clock nanoseconds since the Unix epoch.
-public func wallClockNanoseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-}

@@ -78,7 +78,6 @@ final class OOMEngineLoop {
     var systemPSI: PSITrigger?
     var nextSystemCheckNs: UInt64 = 0
     var systemSettleUntilNs: UInt64 = 0
-    var nextStatsNs: UInt64 = 0
 
     static let rescanIntervalNs: UInt64 = 1_000_000_000
     static let clearTimeoutNs: UInt64 = 2_000_000_000
@@ -90,11 +89,10 @@ final class OOMEngineLoop {
             do {
                 sensors = try OOMSensors(objectPath: path)
             } catch {
-                engine.state.withLock { $0.sensorProblem = "the in-kernel OOM sensors (\(path)) could not be loaded: \(error)" }
-                engine.environment.log("OOM sensors unavailable, falling back to polling: \(error)")
+                engine.environment.log("the in-kernel OOM sensors (\(path)) could not be loaded, so system scope falls back to polling: \(error)")
             }
         } else {
-            engine.state.withLock { $0.sensorProblem = "no sensor object (sensors/oom_sensors.bpf.o) on the object search path" }
+            engine.environment.log("no sensor object (sensors/oom_sensors.bpf.o) on the object search path, so system scope falls back to polling")
         }
     }
 
@@ -158,7 +156,6 @@ final class OOMEngineLoop {
             serviceFallbacks(now: t0)
             serviceAwaitingClear(now: t0)
             servicePendingObserved(now: t0)
-            if t0 >= nextStatsNs { publishStats(); nextStatsNs = t0 + 1_000_000_000 }
         }
         shutDown()
     }
@@ -166,7 +163,7 @@ final class OOMEngineLoop {
     func timeoutMs() -> Int32 {
         let now = monotonicNanoseconds()
         if !fallbackPending.isEmpty || !awaitingClear.isEmpty { return 2 }
-        var next = min(nextRescanNs, nextStatsNs)
+        var next = nextRescanNs
         if systemPolicy != nil { next = min(next, nextSystemCheckNs) }
         for watch in v2Watches.values { next = min(next, watch.nextCheckNs) }
         for pending in pendingObserved { next = min(next, pending.deadlineNs) }
@@ -197,7 +194,6 @@ final class OOMEngineLoop {
                 running = false
             }
         }
-        engine.state.withLock { $0.attached = policies.keys.sorted() }
     }
 
     func attach(_ instance: OOMPolicyInstance) throws(OOMAttachError) {
@@ -340,7 +336,7 @@ final class OOMEngineLoop {
         }
         for origin in origins.sorted() {
             guard let policy = governor(of: origin, version: .v1), fallbackPending[origin] == nil else { continue }
-            guard FileStatus.exists(origin) else { v1Notifiers.removeValue(forKey: origin); continue }
+            guard access(origin, F_OK) == 0 else { v1Notifiers.removeValue(forKey: origin); continue }
             guard (try? MemcgV1(path: origin).oomControl().underOOM) == true else { continue }
             let memcg = MemcgV1(path: origin)
             let limit = ((try? memcg.limitBytes()) ?? nil) ?? 0, usage = (try? memcg.usageBytes()) ?? 0
@@ -623,7 +619,7 @@ final class OOMEngineLoop {
     static func summary(_ r: DecisionRecord, policy: String) -> String {
         let victim = r.victimCgroup.map { "cgroup \($0)" } ?? r.victimPID.map { "pid \($0) (\(r.victimComm ?? "?"))" } ?? "no victim"
         let steps = [("decided", r.latency.decisionUs), ("SIGKILL", r.latency.killUs), ("released", r.latency.releasedUs), ("cleared", r.latency.clearedUs)]
-            .compactMap { name, us in us.map { "\(name) \(formatMs($0 / 1000)) ms" } }.joined(separator: ", ")
+            .compactMap { name, us in us.map { "\(name) \(decimalString($0 / 1000, places: 2)) ms" } }.joined(separator: ", ")
         let detail = r.detail.isEmpty ? "" : ": \(r.detail)"
         switch r.outcome {
         case .enforced: return "\(r.trigger) in \(r.origin): killed \(victim), \(r.reason ?? "") score \(r.score ?? 0) of \(r.candidates) candidates; \(steps)\(detail)"
@@ -635,26 +631,5 @@ final class OOMEngineLoop {
         }
     }
 
-    static func ms(_ ns: UInt64) -> String { formatMs(Double(ns) / 1e6) + " ms" }
-
-    func publishStats() {
-        guard let sensors else { return }
-        let stats = sensors.programStats
-        engine.state.withLock { $0.sensorStats = stats }
-    }
-}
-
-/// "%.2f" without Foundation.
-func formatMs(_ value: Double) -> String {
-    let hundredths = Int((value * 100).rounded())
-    let fraction = abs(hundredths % 100)
-    return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
-}
-
-/// Does a file exist? (stat, no following of the last symlink needed here)
-enum FileStatus {
-    static func exists(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path, &st) == 0
-    }
+    static func ms(_ ns: UInt64) -> String { decimalString(Double(ns) / 1e6, places: 2) + " ms" }
 }
