@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "MMPolicyDaemon",
             dependencies: [
-                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "CMMPolicyABI",
+                "BPFKit", "CLibBPF", "MMPolicyCore", "MMPolicyKinds", "CMMPolicyABI",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,4 @@
-/* libbpf (Debian libbpf-dev 1.1) and libelf, for BPFKit. */
+/* libbpf (Debian libbpf-dev 1.1) and libelf, for BPFKit; glibc's malloc tuning, for the daemon. */
 #ifndef MMPOLICY_CLIBBPF_SHIM_H
 #define MMPOLICY_CLIBBPF_SHIM_H
 #include <bpf/libbpf.h>
@@ -9,4 +9,6 @@
 #include <linux/bpf.h>
 #include <stdarg.h>
 #include <stdio.h>
+/* mallopt/malloc_trim: the daemon tunes glibc's malloc for libbpf's large, short-lived BTF buffers. */
+#include <malloc.h>
 #endif

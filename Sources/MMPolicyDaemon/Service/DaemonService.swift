@@ -24,6 +24,7 @@ public final class DaemonService: Service {
     }
 
     public func run() async throws {
+        AllocatorTuning.configure()
         // Keep the daemon's own pages resident: it must not stall in reclaim
         // while it handles an OOM. Pages are locked as they are touched.
         if mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 {
@@ -81,6 +82,7 @@ public final class DaemonService: Service {
         recorder.record(EventRecord(timeNs: started, type: .daemonStart, policy: nil,
                                     summary: "mmpolicy \(version) started (pid \(getpid()), socket \(configuration.socketPath), state \(configuration.stateDirectory))"))
         await manager.restoreDesiredSet(firstStart: firstStart)
+        AllocatorTuning.releaseFreedMemory()
         logger.notice("mmpolicy daemon ready: socket \(configuration.socketPath), state \(configuration.stateDirectory); try `mmpolicy status`")
 
         var serverError: (any Error)?

@@ -103,6 +103,7 @@ public actor PolicyManager {
         }
         record(.loaded, policy: name, "loaded \(policy.objectPath) on \(scope) in \(mode.rawValue) mode (verified in \(decimalString(loadMs, places: 1)) ms)")
         logger.info("loaded policy \(name) on \(scope) (\(mode.rawValue))")
+        AllocatorTuning.releaseFreedMemory()
         return status(of: loaded[name]!)
     }
 
@@ -143,6 +144,7 @@ public actor PolicyManager {
         }
         record(.unloaded, policy: name, "\(reason); its knobs are restored")
         logger.info("unloaded policy \(name): \(reason)")
+        AllocatorTuning.releaseFreedMemory()
     }
 
     /// Unloads everything without touching the desired set (daemon shutdown).
