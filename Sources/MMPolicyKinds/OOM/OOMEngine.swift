@@ -57,6 +57,8 @@ public final class OOMEngine: Sendable {
     let commands = Mutex<[Command]>([])
     let wake: EventFD
     private let thread = Mutex<pthread_t?>(nil)
+    /// Per attached policy, written by the engine thread.
+    let counters = Mutex<[String: OOMDecisionCounters]>([:])
 
     public init(environment: Environment) throws(SystemCallError) {
         self.environment = environment
@@ -90,6 +92,12 @@ public final class OOMEngine: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             send(.detach(name, continuation))
         }
+    }
+
+    /// How policy `name`'s decisions have gone since it was attached; nil if
+    /// it is not attached.
+    public func decisionCounters(of name: String) -> OOMDecisionCounters? {
+        counters.withLock { $0[name] }
     }
 
     /// Detaches everything, restores every knob and stops the thread.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BPFKit
+import CMMPolicyABI
 import MMPolicyCore
 
 /// A decision whose record waits for something: the OOM to clear after a
@@ -205,12 +206,14 @@ final class OOMEngineLoop {
             throw OOMAttachError(policy: instance.name, reason: "scope \(instance.scope) is already governed by oom policy '\(other.name)'",
                                  fix: "Unload '\(other.name)' first, or attach this policy to a different (disjoint or nested) scope")
         }
+        engine.counters.withLock { $0[instance.name] = OOMDecisionCounters() }
         switch domain(of: instance) {
         case .system:
             if let trigger = instance.trigger.psi {
                 do {
                     systemPSI = try PSITrigger(spec: trigger, path: "/proc/pressure/memory")
                 } catch {
+                    engine.counters.withLock { _ = $0.removeValue(forKey: instance.name) }
                     throw OOMAttachError(policy: instance.name, reason: "its PSI trigger '\(trigger)' cannot be armed: \(error)",
                                          fix: "Fix [trigger] psi in the manifest (windows must be multiples of 2 s here)")
                 }
@@ -248,6 +251,7 @@ final class OOMEngineLoop {
         for pending in pendingObserved where pending.policy == name { emit(pending.record, policy: name) }
         pendingObserved.removeAll { $0.policy == name }
         environment.journal.restore(owner: name)
+        engine.counters.withLock { _ = $0.removeValue(forKey: name) }
     }
 
     func shutDown() {
@@ -494,6 +498,7 @@ final class OOMEngineLoop {
             decision = try policy.selector.selectVictim(request)
         } catch {
             record.detail = "select_victim failed: \(error)"
+            count(policy, .error)
             return fallBack(policy, origin: origin, record: record, t0: t0)
         }
         let decided = monotonicNanoseconds()
@@ -502,10 +507,17 @@ final class OOMEngineLoop {
         record.candidates = decision.candidates
         guard decided - t0 <= policy.deadlineNs else {
             record.detail = "select_victim missed its deadline: \(Self.ms(decided - t0)) > \(Self.ms(policy.deadlineNs))"
+            count(policy, .deadlineMiss)
+            return fallBack(policy, origin: origin, record: record, t0: t0)
+        }
+        guard decision.decided || decision.status == UInt32(MMPOLICY_NO_DECISION.rawValue) else {
+            record.detail = "select_victim failed: it returned \(Int32(bitPattern: decision.status)) (neither MMPOLICY_DECIDED nor MMPOLICY_NO_DECISION)"
+            count(policy, .error)
             return fallBack(policy, origin: origin, record: record, t0: t0)
         }
         guard decision.decided else {
             record.detail = "the policy made no decision (status \(decision.status), \(decision.candidates) candidates)"
+            count(policy, .noDecision)
             return fallBack(policy, origin: origin, record: record, t0: t0)
         }
         record.score = decision.score
@@ -522,6 +534,7 @@ final class OOMEngineLoop {
             case .failure(let rejection):
                 record.outcome = .rejected
                 record.detail = rejection.reason
+                count(policy, .rejection)
                 return fallBack(policy, origin: origin, record: record, t0: t0)
             }
         } else {
@@ -530,6 +543,7 @@ final class OOMEngineLoop {
             case .failure(let rejection):
                 record.outcome = .rejected
                 record.detail = rejection.reason
+                count(policy, .rejection)
                 return fallBack(policy, origin: origin, record: record, t0: t0)
             }
         }
@@ -538,6 +552,7 @@ final class OOMEngineLoop {
 
         if policy.mode == .observe {
             record.outcome = .observed
+            count(policy, .observed)
             let now = monotonicNanoseconds()
             var pending = PendingDecision(policy: policy.name, origin: origin, record: record, t0: t0,
                                           deadlineNs: now + (origin == nil ? 10 : 2) * 1_000_000_000)
@@ -556,8 +571,10 @@ final class OOMEngineLoop {
         record.latency.releasedUs = result.releasedNs.map { Double($0 - t0) / 1000 }
         record.outcome = .enforced
         record.detail = result.problems.joined(separator: "; ")
+        if !result.killed.isEmpty { count(policy, .enforced(kills: result.killed.count)) }
         if result.killed.isEmpty {
             record.outcome = .fallback
+            count(policy, .killFailed)
             return fallBack(policy, origin: origin, record: record, t0: t0)
         }
         if let origin, case .v1 = domain(of: policy) {
@@ -565,6 +582,14 @@ final class OOMEngineLoop {
                                                  deadlineNs: t0 + Self.clearTimeoutNs))
         } else {
             emit(record, policy: policy.name)
+        }
+    }
+
+    func count(_ policy: OOMPolicyInstance, _ outcome: OOMDecisionOutcome) {
+        engine.counters.withLock { counters in
+            guard var entry = counters[policy.name] else { return }
+            outcome.apply(to: &entry)
+            counters[policy.name] = entry
         }
     }
 
@@ -587,6 +612,9 @@ final class OOMEngineLoop {
         environment.record(EventRecord(
             timeNs: wallClockNanoseconds(), type: .kernelKill, policy: governing?.name,
             summary: "the kernel OOM killer chose pid \(event.pid) (\(comm)) in \(path ?? "cgroup id \(event.cgroupID)"), \(event.value >> 20) MiB resident"))
+        if let governing, governing.mode == .enforce {
+            engine.counters.withLock { $0[governing.name]?.kills += 1 }
+        }
         recentKernelVictims.append((now, event.pid, path))
         recentKernelVictims.removeAll { $0.timeNs + Self.observeMatchWindowNs < now }
         if let index = pendingObserved.firstIndex(where: { Self.contains($0.origin, path) }) {

@@ -6,17 +6,21 @@
  *
  * Exercises the daemon's validation: a victim outside the scope, a protected
  * one or a dead pid must be rejected (a strike) and the OOM handed to the
- * kernel. `decline` makes the callback decline instead (a fallback).
+ * kernel. `decline` makes the callback decline instead (a fallback);
+ * `return_error` makes it fail (returns -EINVAL: a decision error).
  */
 #include "mmpolicy/common.bpf.h"
 
 const volatile __u32 victim_pid = 0;
 const volatile __u64 kill_cgroup_id = 0;
 const volatile __u32 decline = 0;
+const volatile __u32 return_error = 0;
 
 SEC("syscall")
 int fixed_select_victim(struct mmpolicy_oom_ctx *ctx)
 {
+	if (return_error)
+		return -22; /* -EINVAL */
 	if (decline)
 		return MMPOLICY_NO_DECISION;
 	if (kill_cgroup_id) {

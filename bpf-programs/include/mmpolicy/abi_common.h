@@ -58,6 +58,11 @@ struct mmpolicy_scope {
 enum mmpolicy_status {
 	MMPOLICY_DECIDED = 0, /* the decision fields of the context are set */
 	MMPOLICY_NO_DECISION = 1, /* the policy declines; the daemon falls back */
+	/*
+	 * Any other return value (by convention a negative errno) means the
+	 * callback failed: the daemon falls back and counts a decision error
+	 * against the policy (a watchdog guard ejects a policy that keeps failing).
+	 */
 };
 
 #endif /* MMPOLICY_ABI_COMMON_H */
