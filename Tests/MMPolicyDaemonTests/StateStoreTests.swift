@@ -52,6 +52,68 @@ struct StateStoreTests {
         #expect(journal.first?.owner == "oom-a")
     }
 
+    @Test func exitEventsRoundTripAndTheNewestPerPolicyIsFound() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        func exit(_ time: Int64, _ policy: String, _ guardName: String) -> EventRecord {
+            EventRecord(timeNs: time, type: .exit, policy: policy, summary: "\(policy) ejected by \(guardName)",
+                        exit: PolicyExit(guardName: guardName, metric: "m", comparison: "above", threshold: 0.5,
+                                         values: [0.6, 0.7, 0.8], windows: 3, windowSeconds: 1, description: "d",
+                                         restoredKnobs: ["/x=0"], cooldownUntilNs: time + 300))
+        }
+        let first = try store.append(exit(10, "a", "max_refault_ratio"))
+        _ = try store.append(Self.decision(15, policy: "a", .fallback))
+        let second = try store.append(exit(20, "a", "max_kills_per_minute"))
+        let other = try store.append(exit(30, "b", "max_rejections"))
+        #expect(try store.lastExit(policy: "a") == second)
+        #expect(try store.lastExit(policy: "c") == nil)
+        #expect(try store.recentExits(sinceNs: 0) == [other, second])
+        #expect(try store.recentExits(sinceNs: 25) == [other])
+        #expect(try store.events(EventQuery(policy: "a")).first == first)
+    }
+
+    @Test func aVersion1DatabaseGainsTheExitColumn() throws {
+        let scratch = try ScratchDirectory()
+        // The schema as issue 3 shipped it, with one event in it.
+        do {
+            let queue = try DatabaseQueue(path: scratch.path + "/" + StateStore.fileName)
+            var v1 = DatabaseMigrator()
+            v1.registerMigration("v1") { db in
+                try db.create(table: "desired_policy") { t in
+                    t.primaryKey("name", .text)
+                    for column in ["source", "scope", "mode", "overrides"] { t.column(column, .text).notNull() }
+                    t.column("added_ns", .integer).notNull()
+                }
+                try db.create(table: "event") { t in
+                    t.autoIncrementedPrimaryKey("id")
+                    t.column("time_ns", .integer).notNull()
+                    t.column("type", .text).notNull()
+                    t.column("policy", .text)
+                    t.column("summary", .text).notNull()
+                    t.column("decision", .text)
+                    t.column("decision_outcome", .text)
+                    t.column("agreement", .integer)
+                }
+                try db.create(table: "knob_journal") { t in
+                    t.primaryKey("path", .text)
+                    t.column("original", .text).notNull()
+                    t.column("owner", .text).notNull()
+                    t.column("recorded_ns", .integer).notNull()
+                }
+                try db.execute(sql: "INSERT INTO event (time_ns, type, policy, summary) VALUES (5, 'loaded', 'p', 'old')")
+            }
+            try v1.migrate(queue)
+        }
+        let store = try StateStore(directory: scratch.path)
+        #expect(try store.events(EventQuery()).map(\.summary) == ["old"])
+        let exit = EventRecord(timeNs: 9, type: .exit, policy: "p", summary: "ejected",
+                               exit: PolicyExit(guardName: "g", metric: "m", comparison: "below", threshold: 0.1,
+                                                values: [0], windows: 3, windowSeconds: 1, description: "d",
+                                                restoredKnobs: [], cooldownUntilNs: 10))
+        #expect(try store.append(exit).exit == exit.exit)
+        #expect(try store.lastExit(policy: "p")?.exit?.guardName == "g")
+    }
+
     @Test func journalModeIsWAL() throws {
         let scratch = try ScratchDirectory()
         let store = try StateStore(directory: scratch.path)

@@ -3,6 +3,7 @@
 //   mmpolicy-workload hold --rss 64M [--cgroup DIR] [--oom-score-adj N]
 //   mmpolicy-workload grow --rate 50M [--max 1G] [--initial 16M] [--cgroup DIR] [--oom-score-adj N]
 //   mmpolicy-workload idle --count 20 [--rss 256K] [--cgroup DIR] [--oom-score-adj N]
+//   mmpolicy-workload thrash --rss 128M [--cgroup DIR] [--oom-score-adj N]
 //
 // Every workload first joins --cgroup and sets --oom-score-adj, so the memory
 // it then allocates is charged there. Once its memory is resident it prints one
@@ -22,7 +23,7 @@ struct Workload: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mmpolicy-workload",
         abstract: "Memory workloads for mmpolicy's live-kernel tests and benchmarks.",
-        subcommands: [Hold.self, Grow.self, Idle.self]
+        subcommands: [Hold.self, Grow.self, Idle.self, Thrash.self]
     )
 
     /// ParsableCommand.main(), except that an error is one line, without the usage.
@@ -99,6 +100,39 @@ struct Grow: ParsableCommand {
             }
         }
         sleepForever()
+    }
+}
+
+struct Thrash: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Map SIZE bytes, print 'ready <pid>', then write every page over and over, in order, until killed.",
+        discussion: """
+            A working set that is all hot: in a memory cgroup whose limit is below \
+            SIZE, with swap on, every pass swaps out the pages the next pass needs \
+            (refaults); below the limit it is a busy but healthy process.
+            """)
+
+    @Option(help: ArgumentHelp("Working set to cycle through.", valueName: "size"))
+    var rss: Size
+
+    @OptionGroup var setup: Setup
+
+    func run() throws {
+        try setup.apply()
+        let size = (rss.bytes + Memory.pageSize - 1) / Memory.pageSize * Memory.pageSize
+        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let address, address != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw Failure.errno("mmap of \(rss)")
+        }
+        announce("ready \(getpid())")
+        var pass: UInt64 = 1
+        while true {
+            for offset in stride(from: 0, to: size, by: Memory.pageSize) {
+                // Non-zero and new on every pass: zram cannot keep it as a same-filled page.
+                address.storeBytes(of: UInt64(offset) &+ (pass << 40) | 1, toByteOffset: offset, as: UInt64.self)
+            }
+            pass += 1
+        }
     }
 }
 

@@ -17,6 +17,8 @@ public struct EventRecord: Codable, Sendable, Equatable {
         case kernelKill = "kernel-kill"
         /// A knob restored, a fallback cleared, anything else worth keeping.
         case note
+        /// The watchdog ejected a policy: a guard tripped (`exit` says which).
+        case exit
     }
 
     /// Row id in the store; 0 before it is stored.
@@ -30,15 +32,59 @@ public struct EventRecord: Codable, Sendable, Equatable {
     public var summary: String
     /// Set for `.decision` events.
     public var decision: DecisionRecord?
+    /// Set for `.exit` events.
+    public var exit: PolicyExit?
 
     public init(id: Int64 = 0, timeNs: Int64, type: EventType, policy: String?, summary: String,
-                decision: DecisionRecord? = nil) {
+                decision: DecisionRecord? = nil, exit: PolicyExit? = nil) {
         self.id = id
         self.timeNs = timeNs
         self.type = type
         self.policy = policy
         self.summary = summary
         self.decision = decision
+        self.exit = exit
+    }
+}
+
+/// Why the watchdog ejected a policy, like sched_ext's exit info: which
+/// guard tripped, the values it saw over the windows that tripped it, the
+/// threshold, what was restored, and until when the policy may not be
+/// loaded again without --force.
+public struct PolicyExit: Codable, Sendable, Equatable {
+    /// The guard's manifest key (`[guards]`), e.g. "max_kills_per_minute".
+    public var guardName: String
+    /// The signal it reads, e.g. "kills_per_minute".
+    public var metric: String
+    /// "above" or "below": which side of the threshold is a breach.
+    public var comparison: String
+    public var threshold: Double
+    /// The metric in each breached window, oldest first.
+    public var values: [Double]
+    /// Consecutive breached windows that tripped the guard.
+    public var windows: Int
+    /// Length of one window, seconds.
+    public var windowSeconds: Double
+    /// One line, e.g. "refault_ratio 0.83, 0.91, 0.88 above 0.50 for 3 consecutive 1 s windows".
+    public var description: String
+    /// Knobs the policy had changed, restored on ejection ("path=original").
+    public var restoredKnobs: [String]
+    /// Wall-clock ns until which `mmpolicy load` refuses the policy without --force.
+    public var cooldownUntilNs: Int64
+
+    public init(guardName: String, metric: String, comparison: String, threshold: Double, values: [Double],
+                windows: Int, windowSeconds: Double, description: String, restoredKnobs: [String],
+                cooldownUntilNs: Int64) {
+        self.guardName = guardName
+        self.metric = metric
+        self.comparison = comparison
+        self.threshold = threshold
+        self.values = values
+        self.windows = windows
+        self.windowSeconds = windowSeconds
+        self.description = description
+        self.restoredKnobs = restoredKnobs
+        self.cooldownUntilNs = cooldownUntilNs
     }
 }
 

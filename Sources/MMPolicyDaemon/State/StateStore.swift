@@ -174,6 +174,29 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// `policy`'s most recent watchdog exit, if any.
+    public func lastExit(policy: String) throws(StateStoreError) -> EventRecord? {
+        try read("read last exit of \(policy)") { db in
+            try EventRow
+                .filter(EventRow.Columns.policy == policy && EventRow.Columns.type == EventRecord.EventType.exit.rawValue)
+                .order(EventRow.Columns.timeNs.desc, EventRow.Columns.id.desc)
+                .fetchOne(db)?
+                .record
+        }
+    }
+
+    /// Every watchdog exit at or after `sinceNs`, newest first (one per policy).
+    public func recentExits(sinceNs: Int64) throws(StateStoreError) -> [EventRecord] {
+        try read("read recent exits") { db in
+            let rows = try EventRow
+                .filter(EventRow.Columns.type == EventRecord.EventType.exit.rawValue && EventRow.Columns.timeNs >= sinceNs)
+                .order(EventRow.Columns.timeNs.desc, EventRow.Columns.id.desc)
+                .fetchAll(db)
+            var seen = Set<String>()
+            return rows.map(\.record).filter { seen.insert($0.policy ?? "").inserted }
+        }
+    }
+
     /// Deletes all but the newest `n` events (by time); returns how many were deleted.
     @discardableResult
     public func pruneEvents(keepingNewest n: Int) throws(StateStoreError) -> Int {
@@ -292,6 +315,11 @@ public final class StateStore: Sendable {
                 t.column("recorded_ns", .integer).notNull()
             }
         }
+        migrator.registerMigration("v2: watchdog exits") { db in
+            try db.alter(table: "event") { t in
+                t.add(column: "exit", .text)  // JSON PolicyExit, for `exit` events
+            }
+        }
         return migrator
     }()
 }
@@ -368,9 +396,10 @@ private struct EventRow: Codable, FetchableRecord, MutablePersistableRecord {
     var decision: DecisionRecord?
     var decisionOutcome: DecisionRecord.Outcome?
     var agreement: Bool?
+    var exit: PolicyExit?
 
     enum CodingKeys: String, CodingKey {
-        case id, type, policy, summary, decision, agreement
+        case id, type, policy, summary, decision, agreement, exit
         case timeNs = "time_ns"
         case decisionOutcome = "decision_outcome"
     }
@@ -389,6 +418,7 @@ private struct EventRow: Codable, FetchableRecord, MutablePersistableRecord {
         policy = e.policy
         summary = e.summary
         decision = e.decision
+        exit = e.exit
         decisionOutcome = e.decision?.outcome
         if let d = e.decision, d.outcome == .observed, let kernel = d.kernelVictimPID {
             agreement = d.victimPID == kernel
@@ -421,7 +451,7 @@ private struct EventRow: Codable, FetchableRecord, MutablePersistableRecord {
     }
 
     var record: EventRecord {
-        EventRecord(id: id ?? 0, timeNs: timeNs, type: type, policy: policy, summary: summary, decision: decision)
+        EventRecord(id: id ?? 0, timeNs: timeNs, type: type, policy: policy, summary: summary, decision: decision, exit: exit)
     }
 }
 
