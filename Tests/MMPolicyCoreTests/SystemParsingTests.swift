@@ -21,6 +21,16 @@ import Testing
         #expect(snapshot.startTime == 845_894)
         #expect(snapshot.rssBytes == 424 * 4096)
         #expect(snapshot.oomScoreAdj == 0)
+        #expect(snapshot.processor == 0)
+    }
+
+    @Test func readsTheCPUTheTaskLastRanOn() throws {
+        // Field 39 (processor) follows field 38 (exit_signal, 17 = SIGCHLD).
+        let stat = Self.catStat.replacingFirst(" 17 0 0 0 0 0 0 ", with: " 17 1 0 0 0 0 0 ")
+        let snapshot = try ProcessSnapshot(stat: stat, statm: "765 424 396 5 0 123 0\n", oomScoreAdj: "0\n")
+        #expect(snapshot.processor == 1)
+        let short = try ProcessSnapshot(stat: "1 (init) S 0 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5\n", statm: "1 1\n", oomScoreAdj: "0\n")
+        #expect(short.processor == nil)
     }
 
     @Test func recognisesAKernelThread() throws {

@@ -28,6 +28,8 @@ public struct ProcessSnapshot: Sendable, Equatable {
     /// Clock ticks after boot at which the process started (field 22); with
     /// the pid, it names one process for the life of the system.
     public var startTime: UInt64
+    /// The CPU the task last ran on (field 39); nil if the kernel did not say.
+    public var processor: Int32?
 
     /// PF_KTHREAD in <linux/sched.h>.
     public static let kernelThreadFlag: UInt32 = 0x0020_0000
@@ -38,7 +40,7 @@ public struct ProcessSnapshot: Sendable, Equatable {
     public var hasExited: Bool { state == "Z" || state == "X" || state == "x" }
 
     public init(pid: Int32, comm: String, state: Character, ppid: Int32, flags: UInt32,
-                oomScoreAdj: Int32, rssBytes: UInt64, startTime: UInt64) {
+                oomScoreAdj: Int32, rssBytes: UInt64, startTime: UInt64, processor: Int32? = nil) {
         self.pid = pid
         self.comm = comm
         self.state = state
@@ -47,6 +49,7 @@ public struct ProcessSnapshot: Sendable, Equatable {
         self.oomScoreAdj = oomScoreAdj
         self.rssBytes = rssBytes
         self.startTime = startTime
+        self.processor = processor
     }
 
     /// Builds a snapshot from the text of /proc/PID/stat, /proc/PID/statm and
@@ -62,7 +65,8 @@ public struct ProcessSnapshot: Sendable, Equatable {
             throw SystemCallError.format("/proc/\(fields.pid)/oom_score_adj", "Expected an integer in -1000...1000, found '\(adjText.prefix(20))'.")
         }
         self.init(pid: fields.pid, comm: fields.comm, state: fields.state, ppid: fields.ppid, flags: fields.flags,
-                  oomScoreAdj: adj, rssBytes: resident * pageSize, startTime: fields.startTime)
+                  oomScoreAdj: adj, rssBytes: resident * pageSize, startTime: fields.startTime,
+                  processor: fields.processor)
     }
 
     /// Reads /proc/PID. A process that is gone gives ESRCH or ENOENT with a
@@ -89,6 +93,7 @@ public struct ProcessSnapshot: Sendable, Equatable {
     /// The fields of /proc/PID/stat this type uses.
     struct StatFields {
         var pid: Int32, comm: String, state: Character, ppid: Int32, flags: UInt32, startTime: UInt64
+        var processor: Int32?
     }
 
     /// Parses /proc/PID/stat. The comm is the text between the first '(' and
@@ -113,7 +118,8 @@ public struct ProcessSnapshot: Sendable, Equatable {
         else {
             throw SystemCallError.format(target, "Expected at least 22 fields (state, ppid, flags, ..., starttime) after '(\(comm))'.")
         }
-        return StatFields(pid: pid, comm: comm, state: state.first!, ppid: ppid, flags: flags, startTime: startTime)
+        return StatFields(pid: pid, comm: comm, state: state.first!, ppid: ppid, flags: flags, startTime: startTime,
+                          processor: field(39).flatMap { Int32($0) })
     }
 
     /// True if `pid` exists and is not a zombie (a zombie holds no memory and

@@ -33,15 +33,19 @@ public enum OOMKiller {
         }
         let killedNs = monotonicNanoseconds()
         var released = false
-        for victim in victims where killed.contains(victim.process.pid) {
-            do {
-                try victim.pidfd.releaseMemory()
-                released = true
-            } catch where error.errno == .noSuchProcess || error.errno == .invalidArgument {
-                // Already reaped, or exiting on its own: its memory is (being) freed.
-                released = true
-            } catch {
-                problems.append("process_mrelease of pid \(victim.process.pid): \(error)")
+        // A dying victim frees its memory in its own exit while process_mrelease
+        // reaps it from here: on two CPUs the halves overlap, on one they queue.
+        CPUPlacement.awayFrom(Set(victims.compactMap(\.process.processor))) {
+            for victim in victims where killed.contains(victim.process.pid) {
+                do throws(SystemCallError) {
+                    try victim.pidfd.releaseMemory()
+                    released = true
+                } catch where error.errno == .noSuchProcess || error.errno == .invalidArgument {
+                    // Already reaped, or exiting on its own: its memory is (being) freed.
+                    released = true
+                } catch {
+                    problems.append("process_mrelease of pid \(victim.process.pid): \(error)")
+                }
             }
         }
         return KillResult(killedNs: killedNs, releasedNs: released ? monotonicNanoseconds() : nil,
