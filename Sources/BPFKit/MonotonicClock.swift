@@ -28,3 +28,12 @@ public func decimalString(_ value: Double, places: Int) -> String {
     let sign = scaled < 0 && scaled / scale == 0 ? "-" : ""
     return "\(sign)\(scaled / scale)." + String(repeating: "0", count: places - fraction.count) + fraction
 }
+
+/// A duration as a person reads it: "42s", "3m5s", "2h10m", "1d4h".
+public func durationString(seconds: Double) -> String {
+    let s = Int(max(0, seconds))
+    if s >= 86400 { return "\(s / 86400)d\(s % 86400 / 3600)h" }
+    if s >= 3600 { return "\(s / 3600)h\(s % 3600 / 60)m" }
+    if s >= 60 { return "\(s / 60)m\(s % 60)s" }
+    return "\(s)s"
+}

@@ -77,6 +77,7 @@ struct LoadCommand: ParsableCommand {
     @Option(help: "enforce (carry decisions out) or observe (record them only); default: the manifest's mode.") var mode: String?
     @Option(name: .customLong("set"), help: "Override a parameter, key=value (repeatable).") var assignments: [ParameterAssignment] = []
     @Option(help: "Load it under this name (to run one policy on several scopes).") var name: String?
+    @Flag(help: "Load it even while it cools down after the watchdog ejected it.") var force = false
     @Flag(help: "Print JSON.") var json = false
     @OptionGroup var connection: DaemonConnectionOptions
 
@@ -92,7 +93,8 @@ struct LoadCommand: ParsableCommand {
         }
         let request = ControlRequest(command: .load, load: LoadRequest(
             policy: policyReference, scope: scope, mode: mode,
-            overrides: assignments.map { ParameterOverride(key: $0.key, value: $0.text) }, alias: name))
+            overrides: assignments.map { ParameterOverride(key: $0.key, value: $0.text) }, alias: name,
+            force: force ? true : nil))
         let response = try connection.send(request)
         guard let status = response.policies?.first else { throw CommandError("the daemon answered without the loaded policy's status.") }
         if json { try printJSON(status) } else {
@@ -130,12 +132,12 @@ struct StatusCommand: ParsableCommand {
         let policies = response.policies ?? []
         if json { return try printJSON(Output(daemon: response.daemon, policies: policies)) }
         if let daemon = response.daemon {
-            print("mmpolicy daemon \(daemon.version), pid \(daemon.pid), up \(formatDuration(Double(wallClockNanoseconds() - daemon.startedNs) / 1e9)), state \(daemon.stateDirectory)")
+            print("mmpolicy daemon \(daemon.version), pid \(daemon.pid), up \(durationString(seconds: Double(wallClockNanoseconds() - daemon.startedNs) / 1e9)), state \(daemon.stateDirectory)")
         }
         guard !policies.isEmpty else { return print("no policies loaded (load one with `mmpolicy load NAME`)") }
         print(table(["NAME", "KIND", "SCOPE", "MODE", "UPTIME", "DECISIONS", "ENFORCED", "REJECTED", "FALLBACKS", "AGREE", "BPF RUNS", "BPF TIME"],
                     policies.map { p in
-                        [p.name, p.kind, p.scope, p.mode, formatDuration(p.uptimeSeconds), String(p.decisions), String(p.enforced),
+                        [p.name, p.kind, p.scope, p.mode, durationString(seconds: p.uptimeSeconds), String(p.decisions), String(p.enforced),
                          String(p.rejections), String(p.fallbacks), p.mode == "observe" ? "\(p.agreements)/\(p.agreements + p.disagreements)" : "-",
                          String(p.bpfRunCount), p.bpfRunCount == 0 ? "-" : "\(decimalString(Double(p.bpfRunTimeNs) / 1000, places: 1)) us"]
                     }))
@@ -189,15 +191,6 @@ func formatTime(_ ns: Int64) -> String {
     let ms = Int(ns / 1_000_000 % 1000)
     let millis = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
     return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(millis)"
-}
-
-/// "3d4h", "2h5m", "4m10s", "12s".
-func formatDuration(_ seconds: Double) -> String {
-    let s = Int(seconds)
-    if s >= 86400 { return "\(s / 86400)d\(s % 86400 / 3600)h" }
-    if s >= 3600 { return "\(s / 3600)h\(s % 3600 / 60)m" }
-    if s >= 60 { return "\(s / 60)m\(s % 60)s" }
-    return "\(s)s"
 }
 
 extension String {

@@ -55,13 +55,17 @@ public struct LoadRequest: Codable, Sendable, Equatable {
     public var overrides: [ParameterOverride]
     /// Name to load it under (to run one policy on several scopes); nil = the manifest's name.
     public var alias: String?
+    /// Load it even while it is cooling down after the watchdog ejected it.
+    public var force: Bool?
 
-    public init(policy: String, scope: String? = nil, mode: String? = nil, overrides: [ParameterOverride] = [], alias: String? = nil) {
+    public init(policy: String, scope: String? = nil, mode: String? = nil, overrides: [ParameterOverride] = [], alias: String? = nil,
+                force: Bool? = nil) {
         self.policy = policy
         self.scope = scope
         self.mode = mode
         self.overrides = overrides
         self.alias = alias
+        self.force = force
     }
 }
 
@@ -88,15 +92,19 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public var daemon: DaemonInfo?
     public var policies: [PolicyStatus]?
     public var events: [EventRecord]?
+    /// `status`: the latest watchdog exit of each policy ejected in the last
+    /// day that is not loaded now (a loaded policy's is in its status).
+    public var exits: [EventRecord]?
 
     public init(ok: Bool = true, error: String? = nil, daemon: DaemonInfo? = nil,
-                policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil) {
+                policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil, exits: [EventRecord]? = nil) {
         self.version = ControlProtocol.version
         self.ok = ok
         self.error = error
         self.daemon = daemon
         self.policies = policies
         self.events = events
+        self.exits = exits
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }

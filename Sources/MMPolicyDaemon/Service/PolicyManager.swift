@@ -55,6 +55,11 @@ public actor PolicyManager {
         if let existing = loaded[name] {
             throw DaemonRequestError("policy '\(name)' is already loaded (scope \(existing.desired.scope), \(existing.desired.mode) mode). Unload it first (`mmpolicy unload \(name)`), or load this one under another name with --name.")
         }
+        if request.force != true, let exit = try? store.lastExit(policy: name), let info = exit.exit,
+           info.cooldownUntilNs > wallClockNanoseconds() {
+            let left = Double(info.cooldownUntilNs - wallClockNanoseconds()) / 1e9
+            throw DaemonRequestError("policy '\(name)' was ejected by the watchdog \(Self.age(of: exit.timeNs)) ago (\(info.description)) and is cooling down for another \(durationString(seconds: left.rounded(.up))). Fix what tripped the guard, loosen it in the manifest's [guards], or load it now with --force.")
+        }
         guard manifest.kind == .oom else {
             throw DaemonRequestError("policy '\(manifest.name)' is of kind \(manifest.kind.rawValue), which this daemon cannot run yet (only oom policies have decision points so far). Load an oom policy.")
         }
@@ -146,6 +151,25 @@ public actor PolicyManager {
         logger.info("unloaded policy \(name): \(reason)")
         AllocatorTuning.releaseFreedMemory()
     }
+
+    /// The watchdog's verdict: unloads `name`, restoring every knob it
+    /// changed, drops it from the desired set (a restarted daemon must not
+    /// bring back a policy that was doing harm) and records the exit.
+    public func eject(_ name: String, exit: PolicyExit) async {
+        guard loaded[name] != nil else { return }
+        var exit = exit
+        exit.restoredKnobs = ((try? store.journalEntries(owner: name)) ?? []).map { "\($0.path)=\($0.original)" }
+        try? await unload(name, reason: "ejected by the watchdog (\(exit.guardName))")
+        let until = durationString(seconds: Double(exit.cooldownUntilNs - wallClockNanoseconds()) / 1e9)
+        recorder.record(EventRecord(
+            timeNs: wallClockNanoseconds(), type: .exit, policy: name,
+            summary: "ejected by guard \(exit.guardName): \(exit.description); \(exit.restoredKnobs.count) knob(s) restored; no reload for \(until) without --force",
+            exit: exit))
+        logger.warning("watchdog ejected policy \(name): \(exit.description)")
+    }
+
+    /// How long ago `timeNs` (wall clock) was.
+    static func age(of timeNs: Int64) -> String { durationString(seconds: Double(wallClockNanoseconds() - timeNs) / 1e9) }
 
     /// Unloads everything without touching the desired set (daemon shutdown).
     public func unloadAll(reason: String) async {
