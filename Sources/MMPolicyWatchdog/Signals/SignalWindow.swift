@@ -5,7 +5,8 @@
 /// The unit the watchdog judges: each ``GuardRule`` reads one figure of a
 /// window, and ``GuardMonitor`` keeps the recent windows for `mmpolicy status
 /// --watch`. Codable so the daemon can put windows in its JSON output; the
-/// derived figures are stored, not computed, so they appear there too.
+/// derived figures are stored, not computed, so they appear there too (they
+/// are worked out once, when the window is made).
 public struct SignalWindow: Sendable, Equatable, Codable {
     /// The policy's name.
     public var subject: String
