@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "mmpolicy-bench", targets: ["mmpolicy-bench"]),
         .library(name: "BPFKit", targets: ["BPFKit"]),
         .library(name: "MMPolicyCore", targets: ["MMPolicyCore"]),
+        .library(name: "MMPolicyWatchdog", targets: ["MMPolicyWatchdog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,6 +42,10 @@ let package = Package(
         .target(
             name: "MMPolicyKinds",
             dependencies: ["BPFKit", "MMPolicyCore", "CMMPolicyABI"]
+        ),
+        .target(
+            name: "MMPolicyWatchdog",
+            dependencies: ["BPFKit", "MMPolicyCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
         .target(
             name: "MMPolicyDaemon",
@@ -80,6 +85,9 @@ let package = Package(
         ),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyTestSupport"]),
         .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "BPFKit", "MMPolicyTestSupport"]),
+        .testTarget(name: "MMPolicyWatchdogTests", dependencies: [
+            "MMPolicyWatchdog", "MMPolicyCore", "BPFKit", "CMMPolicyABI", "MMPolicyTestSupport",
+        ]),
         .testTarget(name: "MMPolicyDaemonTests", dependencies: [
             "MMPolicyDaemon", "MMPolicyCore", "MMPolicyTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
         ]),

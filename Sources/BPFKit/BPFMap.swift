@@ -30,12 +30,24 @@ public struct BPFMap {
     /// Memory the kernel charges for the map (`memlock` in its fdinfo) once
     /// loaded; before that, keys and values times entries.
     public var memoryBytes: Int {
-        if let fd, let text = try? String(contentsOfProcFile: "/proc/self/fdinfo/\(fd)") {
-            for line in text.split(separator: "\n") where line.hasPrefix("memlock:") {
-                if let value = Int(String(line.dropFirst(8)).trimmingCharacters(in: " \t")) { return value }
-            }
-        }
+        if let fd, let charged = Self.chargedBytes(fd: fd) { return charged }
         return (keySize + valueSize) * maxEntries
+    }
+
+    /// The `memlock:` figure of the map behind `fd` in /proc/self/fdinfo:
+    /// the memory the kernel charges for it (its real usage since Linux 6.4).
+    /// nil if the descriptor is not open or its fdinfo has no such line.
+    public static func chargedBytes(fd: Int32) -> Int? {
+        guard let text = try? String(contentsOfProcFile: "/proc/self/fdinfo/\(fd)") else { return nil }
+        return chargedBytes(fdinfo: text)
+    }
+
+    /// The `memlock:` value of a map's fdinfo text.
+    public static func chargedBytes(fdinfo text: String) -> Int? {
+        for line in text.split(separator: "\n") where line.hasPrefix("memlock:") {
+            if let value = Int(String(line.dropFirst(8)).trimmingCharacters(in: " \t")) { return value }
+        }
+        return nil
     }
 
     public func lookup<Key: BitwiseCopyable, Value: BitwiseCopyable>(_ key: Key, as: Value.Type = Value.self) throws(BPFError) -> Value? {

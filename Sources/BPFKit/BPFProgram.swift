@@ -32,16 +32,7 @@ public struct BPFProgram {
     /// The kernel's facts about the loaded program.
     public func info() throws(BPFError) -> BPFProgramInfo {
         guard let fd else { throw notLoaded(.query) }
-        var info = bpf_prog_info()
-        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
-        let rc = bpf_obj_get_info_by_fd(fd, &info, &length)
-        if rc != 0 {
-            throw BPFError(.query, object: object.name, program: name, errno: Errno(rawValue: -rc), reason: "the kernel gives no program info")
-        }
-        return BPFProgramInfo(
-            id: info.id, verifiedInstructions: Int(info.verified_insns),
-            translatedBytes: Int(info.xlated_prog_len), jitedBytes: Int(info.jited_prog_len),
-            runCount: info.run_cnt, runTimeNanoseconds: info.run_time_ns)
+        return try BPFProgramInfo(fd: fd, program: name, object: object.name)
     }
 
     /// Attaches a tracepoint, raw_tp, tp_btf or iterator program where its
@@ -120,4 +111,29 @@ public struct BPFProgramInfo: Sendable, Equatable {
     /// Runs and total run time; counted only while kernel.bpf_stats_enabled is 1.
     public var runCount: UInt64
     public var runTimeNanoseconds: UInt64
+
+    /// The facts of the program behind `fd`, any loaded program's descriptor
+    /// (e.g. one a sampler was handed without its object). `program` and
+    /// `object` only name it in errors.
+    public init(fd: Int32, program: String, object: String) throws(BPFError) {
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        let rc = bpf_obj_get_info_by_fd(fd, &info, &length)
+        if rc != 0 {
+            throw BPFError(.query, object: object, program: program, errno: Errno(rawValue: -rc), reason: "the kernel gives no program info")
+        }
+        self.init(
+            id: info.id, verifiedInstructions: Int(info.verified_insns),
+            translatedBytes: Int(info.xlated_prog_len), jitedBytes: Int(info.jited_prog_len),
+            runCount: info.run_cnt, runTimeNanoseconds: info.run_time_ns)
+    }
+
+    init(id: UInt32, verifiedInstructions: Int, translatedBytes: Int, jitedBytes: Int, runCount: UInt64, runTimeNanoseconds: UInt64) {
+        self.id = id
+        self.verifiedInstructions = verifiedInstructions
+        self.translatedBytes = translatedBytes
+        self.jitedBytes = jitedBytes
+        self.runCount = runCount
+        self.runTimeNanoseconds = runTimeNanoseconds
+    }
 }

@@ -109,11 +109,11 @@ public struct GuardSettings: Sendable, Equatable {
     public var maxKillsPerMinute: Int?
     /// Consecutive decisions that may fall back to the default before the policy is detached (>= 0).
     public var maxConsecutiveFallbacks: Int?
-    /// Decisions the daemon may reject as invalid before the policy is detached (>= 0).
+    /// Decisions the daemon may reject as invalid in any 60 s (>= 0).
     public var maxRejections: Int?
-    /// Run time one callback invocation may take, in microseconds (>= 1).
+    /// Mean run time of the policy's callbacks over the last minute, in microseconds (>= 1).
     public var maxCallbackUs: Int?
-    /// Highest tolerated refault ratio, 0...1.
+    /// Highest tolerated refault ratio (refaulted / evicted pages), 0...1.
     public var maxRefaultRatio: Double?
     /// Lowest tolerated reclaim scan efficiency, 0...1.
     public var minScanEfficiency: Double?
@@ -123,12 +123,26 @@ public struct GuardSettings: Sendable, Equatable {
     public var breachWindows: Int?
     /// Seconds to wait after a guard trips before the policy may be re-armed (>= 0).
     public var cooldownS: Int?
+    /// Callbacks that may fail (BPF_PROG_RUN error, error return, malformed output) in any 60 s (>= 0).
+    public var maxDecisionErrors: Int?
+    /// Decisions that may overrun deadline_ms in any 60 s (>= 0).
+    public var maxDeadlineMisses: Int?
+    /// Memory the policy's BPF maps may hold, in KiB (>= 1).
+    public var maxMapMemoryKB: Int?
+    /// Mean run time of the policy's BPF programs (sensors and callbacks) in a window, in nanoseconds (>= 1).
+    public var maxBPFNsPerRun: Int?
+    /// The policy's BPF run time as a share of one CPU, in percent (> 0; above 100 on several CPUs).
+    public var maxBPFCPUPercent: Double?
+    /// Highest tolerated refaults per second per GiB of the scope's memory (>= 0).
+    public var maxRefaultRatePerGiB: Double?
 
     public init(
         deadlineMs: Int? = nil, maxKillsPerMinute: Int? = nil, maxConsecutiveFallbacks: Int? = nil,
         maxRejections: Int? = nil, maxCallbackUs: Int? = nil, maxRefaultRatio: Double? = nil,
         minScanEfficiency: Double? = nil, maxPSISomeAvg10: Double? = nil, breachWindows: Int? = nil,
-        cooldownS: Int? = nil
+        cooldownS: Int? = nil, maxDecisionErrors: Int? = nil, maxDeadlineMisses: Int? = nil,
+        maxMapMemoryKB: Int? = nil, maxBPFNsPerRun: Int? = nil, maxBPFCPUPercent: Double? = nil,
+        maxRefaultRatePerGiB: Double? = nil
     ) {
         self.deadlineMs = deadlineMs
         self.maxKillsPerMinute = maxKillsPerMinute
@@ -140,13 +154,20 @@ public struct GuardSettings: Sendable, Equatable {
         self.maxPSISomeAvg10 = maxPSISomeAvg10
         self.breachWindows = breachWindows
         self.cooldownS = cooldownS
+        self.maxDecisionErrors = maxDecisionErrors
+        self.maxDeadlineMisses = maxDeadlineMisses
+        self.maxMapMemoryKB = maxMapMemoryKB
+        self.maxBPFNsPerRun = maxBPFNsPerRun
+        self.maxBPFCPUPercent = maxBPFCPUPercent
+        self.maxRefaultRatePerGiB = maxRefaultRatePerGiB
     }
 
     /// The keys a `[guards]` table may hold, in documentation order.
     public static let knownKeys = [
         "deadline_ms", "max_kills_per_minute", "max_consecutive_fallbacks", "max_rejections",
         "max_callback_us", "max_refault_ratio", "min_scan_efficiency", "max_psi_some_avg10",
-        "breach_windows", "cooldown_s",
+        "breach_windows", "cooldown_s", "max_decision_errors", "max_deadline_misses",
+        "max_map_memory_kb", "max_bpf_ns_per_run", "max_bpf_cpu_percent", "max_refault_rate_per_gib",
     ]
 }
 
@@ -533,6 +554,18 @@ private struct ManifestReader {
                 settings.breachWindows = try integer(value, key, min: 1, "an integer >= 1")
             case "cooldown_s":
                 settings.cooldownS = try integer(value, key, min: 0, "an integer >= 0 (seconds)")
+            case "max_decision_errors":
+                settings.maxDecisionErrors = try integer(value, key, min: 0, "an integer >= 0 (errors per minute)")
+            case "max_deadline_misses":
+                settings.maxDeadlineMisses = try integer(value, key, min: 0, "an integer >= 0 (misses per minute)")
+            case "max_map_memory_kb":
+                settings.maxMapMemoryKB = try integer(value, key, min: 1, "an integer >= 1 (KiB)")
+            case "max_bpf_ns_per_run":
+                settings.maxBPFNsPerRun = try integer(value, key, min: 1, "an integer >= 1 (nanoseconds)")
+            case "max_bpf_cpu_percent":
+                settings.maxBPFCPUPercent = try number(value, key, in: Double.leastNonzeroMagnitude...100_000, "a number above 0, at most 100000 (percent of one CPU)")
+            case "max_refault_rate_per_gib":
+                settings.maxRefaultRatePerGiB = try number(value, key, in: 0...1e12, "a number >= 0 (refaulted pages per second per GiB)")
             default:
                 throw fail(["guards", key], .unknownKey(known: GuardSettings.knownKeys))
             }

@@ -362,6 +362,43 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
         #expect(error.key == "guards.min_scan_efficiency")
     }
 
+    @Test func watchdogGuardKeysParse() throws {
+        let manifest = try Manifest.parse(
+            toml: minimal("""
+                [guards]
+                max_decision_errors = 0
+                max_deadline_misses = 4
+                max_map_memory_kb = 65536
+                max_bpf_ns_per_run = 20000
+                max_bpf_cpu_percent = 12.5
+                max_refault_rate_per_gib = 5000
+                """),
+            path: policyPath)
+        #expect(
+            manifest.guards
+                == GuardSettings(maxDecisionErrors: 0, maxDeadlineMisses: 4, maxMapMemoryKB: 65536, maxBPFNsPerRun: 20000,
+                                 maxBPFCPUPercent: 12.5, maxRefaultRatePerGiB: 5000.0))
+        let integerPercent = try Manifest.parse(toml: minimal("[guards]\nmax_bpf_cpu_percent = 150"), path: policyPath)
+        #expect(integerPercent.guards.maxBPFCPUPercent == 150, "more than one CPU's worth on a multi-core machine")
+    }
+
+    @Test func watchdogGuardKeysRejectBadValues() throws {
+        let cases: [(String, ManifestError.Reason)] = [
+            ("max_decision_errors = -1", .invalidValue(expected: "an integer >= 0 (errors per minute)", found: "integer -1")),
+            ("max_deadline_misses = 1.5", .wrongType(expected: "an integer >= 0 (misses per minute)", found: "floating-point number 1.5")),
+            ("max_map_memory_kb = 0", .invalidValue(expected: "an integer >= 1 (KiB)", found: "integer 0")),
+            ("max_bpf_ns_per_run = \"fast\"", .wrongType(expected: "an integer >= 1 (nanoseconds)", found: "string \"fast\"")),
+            ("max_bpf_cpu_percent = 0", .invalidValue(expected: "a number above 0, at most 100000 (percent of one CPU)", found: "integer 0")),
+            ("max_refault_rate_per_gib = -3.0",
+             .invalidValue(expected: "a number >= 0 (refaulted pages per second per GiB)", found: "floating-point number -3.0")),
+        ]
+        for (line, reason) in cases {
+            let error = try #require(failure(minimal("[guards]\n" + line)), "\(line)")
+            #expect(error.key == "guards." + String(line.prefix { $0 != " " }))
+            #expect(error.reason == reason, "\(line): \(error.description)")
+        }
+    }
+
     @Test func integerGuardRejectsFloatAndNegative() throws {
         let float = try #require(failure(minimal("[guards]\ncooldown_s = 300.0")))
         #expect(float.reason == .wrongType(expected: "an integer >= 0 (seconds)", found: "floating-point number 300.0"))

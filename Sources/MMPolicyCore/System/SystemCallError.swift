@@ -34,7 +34,7 @@ public struct SystemCallError: Error, Sendable, CustomStringConvertible {
 
     /// Kernel text that did not have the expected format. Reported as EBADMSG
     /// so that callers handle it like any other failure to read the file.
-    static func format(_ target: String, _ fix: String) -> SystemCallError {
+    public static func format(_ target: String, _ fix: String) -> SystemCallError {
         SystemCallError(operation: "parse", target: target, errno: .badMessage, fix: fix)
     }
 
@@ -50,9 +50,12 @@ public struct SystemCallError: Error, Sendable, CustomStringConvertible {
 
 /// Reading and writing the small text files of /proc, /sys and cgroupfs,
 /// whose stat size is 0, with errors that name the file.
-enum KernelFile {
+///
+/// Public so that the other library modules (the watchdog's signal readers)
+/// read kernel files the same way and fail with the same errors.
+public enum KernelFile {
     /// Reads the whole file. `fix` picks the advice for an errno.
-    static func read(_ path: String, fix: (Errno) -> String? = defaultFix) throws(SystemCallError) -> String {
+    public static func read(_ path: String, fix: (Errno) -> String? = defaultFix) throws(SystemCallError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw fail("open", path, fix) }
         defer { close(fd) }
@@ -96,7 +99,7 @@ enum KernelFile {
     }
 
     /// The file's contents as one unsigned integer (e.g. memory.usage_in_bytes).
-    static func readUInt64(_ path: String, fix: (Errno) -> String? = defaultFix) throws(SystemCallError) -> UInt64 {
+    public static func readUInt64(_ path: String, fix: (Errno) -> String? = defaultFix) throws(SystemCallError) -> UInt64 {
         let text = try read(path, fix: fix).trimmingWhitespace()
         guard let value = UInt64(text) else {
             throw SystemCallError.format(path, "Expected one unsigned integer, found '\(text.prefix(40))'.")
@@ -114,7 +117,8 @@ enum KernelFile {
         return SystemCallError(operation: operation, target: path, errno: code, fix: fix(code))
     }
 
-    static func defaultFix(_ code: Errno) -> String? {
+    /// The advice for errnos every kernel file can give (gone, not root, bad value).
+    public static func defaultFix(_ code: Errno) -> String? {
         switch code {
         case .noSuchFileOrDirectory, .operationNotSupportedByDevice:
             return "The file is gone or never existed: the cgroup may have been removed, the process may have exited, or this kernel lacks the interface."
