@@ -39,6 +39,8 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("defaults"), help: "Policy set loaded on first start (default: default.toml in the policy directory).")
     var defaultSet: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+    @Option(name: .customLong("watchdog-window-ms"), help: "The watchdog's sampling window, milliseconds (guards trip after breach_windows of them).")
+    var watchdogWindowMs = 1000
 
     func run() async throws {
         guard geteuid() == 0 else {
@@ -60,8 +62,12 @@ struct DaemonCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "mmpolicy")
+        guard (100...60_000).contains(watchdogWindowMs) else {
+            throw CommandError("--watchdog-window-ms \(watchdogWindowMs) is out of range: use 100 to 60000 (default 1000).")
+        }
         let configuration = DaemonConfiguration(socketPath: socketPath, stateDirectory: stateDirectory,
-                                                policyDirectory: directory, defaultSetPath: defaults)
+                                                policyDirectory: directory, defaultSetPath: defaults,
+                                                watchdogWindowMs: watchdogWindowMs)
         try await DaemonService.runUntilSignalled(configuration: configuration, version: MMPolicyCommand.version, logger: logger)
     }
 }
@@ -120,30 +126,94 @@ struct UnloadCommand: ParsableCommand {
 /// `mmpolicy status`.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show the daemon and every loaded policy: scope, mode, uptime, decisions, rejections, fallbacks, BPF run time.")
+        commandName: "status", abstract: "Show the daemon and every loaded policy: scope, mode, uptime, decisions, rejections, fallbacks, BPF run time, the watchdog's signals and guards, and the last exit.")
 
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "A live view: each policy's recent watchdog windows, refreshed every window until interrupted (with --json, one JSON object per line).")
+    var watch = false
+    @Option(help: "With --watch: windows shown per policy.") var history = 10
+    @Option(help: "With --watch: stop after this many refreshes (default: never).") var count: Int?
     @OptionGroup var connection: DaemonConnectionOptions
 
-    struct Output: Encodable { var daemon: DaemonInfo?; var policies: [PolicyStatus] }
+    struct Output: Encodable {
+        var daemon: DaemonInfo?
+        var watchdog: WatchdogCost?
+        var policies: [PolicyStatus]
+        var recentExits: [EventRecord]
+    }
+
+    func validate() throws {
+        guard (1...300).contains(history) else { throw ValidationError("--history must be in 1...300") }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    }
 
     func run() throws {
-        let response = try connection.send(ControlRequest(command: .status))
-        let policies = response.policies ?? []
-        if json { return try printJSON(Output(daemon: response.daemon, policies: policies)) }
-        if let daemon = response.daemon {
-            print("mmpolicy daemon \(daemon.version), pid \(daemon.pid), up \(durationString(seconds: Double(wallClockNanoseconds() - daemon.startedNs) / 1e9)), state \(daemon.stateDirectory)")
+        guard watch else { return try show(connection.send(ControlRequest(command: .status))) }
+        var shown = 0
+        while count.map({ shown < $0 }) ?? true {
+            let response = try connection.send(ControlRequest(command: .status, history: history))
+            if json {
+                try printJSON(output(response), pretty: false)
+            } else {
+                print("\u{1B}[H\u{1B}[2J", terminator: "")  // home, clear screen
+                print(render(response))
+                for policy in response.policies ?? [] {
+                    print("\n\(policy.name) (\(policy.scope), \(policy.mode)), last \(policy.watchdog?.history?.count ?? 0) windows, newest last:")
+                    print(WatchdogView.historyTable(policy, nowNs: monotonicNanoseconds()))
+                }
+            }
+            fflush(nil)  // every stream: the view must appear now, not when the buffer fills
+            shown += 1
+            if count.map({ shown >= $0 }) ?? false { break }
+            let window = response.watchdog?.windowSeconds ?? 1
+            usleep(UInt32(max(0.1, window) * 1_000_000))
         }
-        guard !policies.isEmpty else { return print("no policies loaded (load one with `mmpolicy load NAME`)") }
-        print(table(["NAME", "KIND", "SCOPE", "MODE", "UPTIME", "DECISIONS", "ENFORCED", "REJECTED", "FALLBACKS", "AGREE", "BPF RUNS", "BPF TIME"],
+    }
+
+    func output(_ response: ControlResponse) -> Output {
+        Output(daemon: response.daemon, watchdog: response.watchdog, policies: response.policies ?? [],
+               recentExits: response.exits ?? [])
+    }
+
+    func show(_ response: ControlResponse) throws {
+        if json { return try printJSON(output(response)) }
+        print(render(response))
+    }
+
+    func render(_ response: ControlResponse) -> String {
+        var lines: [String] = []
+        let policies = response.policies ?? []
+        if let daemon = response.daemon {
+            var line = "mmpolicy daemon \(daemon.version), pid \(daemon.pid), up \(durationString(seconds: Double(wallClockNanoseconds() - daemon.startedNs) / 1e9)), state \(daemon.stateDirectory)"
+            if let cost = response.watchdog {
+                line += "; watchdog: \(decimalString(cost.windowSeconds, places: 1)) s windows, \(decimalString(cost.cpuPercent, places: 3)) % of a CPU"
+            }
+            lines.append(line)
+        }
+        let exits = response.exits ?? []
+        if !exits.isEmpty {
+            lines.append("recently ejected by the watchdog (not loaded):")
+            lines += exits.map { "  " + WatchdogView.exitLine($0) }
+        }
+        guard !policies.isEmpty else {
+            lines.append("no policies loaded (load one with `mmpolicy load NAME`)")
+            return lines.joined(separator: "\n")
+        }
+        lines.append(table(["NAME", "KIND", "SCOPE", "MODE", "UPTIME", "DECISIONS", "ENFORCED", "REJECTED", "FALLBACKS", "AGREE", "BPF RUNS", "BPF TIME"],
                     policies.map { p in
                         [p.name, p.kind, p.scope, p.mode, durationString(seconds: p.uptimeSeconds), String(p.decisions), String(p.enforced),
                          String(p.rejections), String(p.fallbacks), p.mode == "observe" ? "\(p.agreements)/\(p.agreements + p.disagreements)" : "-",
                          String(p.bpfRunCount), p.bpfRunCount == 0 ? "-" : "\(decimalString(Double(p.bpfRunTimeNs) / 1000, places: 1)) us"]
                     }))
         for p in policies {
-            if let last = p.lastDecision { print("  \(p.name) last decision \(formatTime(last.timeNs)): \(last.summary)") }
+            if let last = p.lastDecision { lines.append("  \(p.name) last decision \(formatTime(last.timeNs)): \(last.summary)") }
         }
+        lines.append("watchdog, last window:")
+        lines.append(WatchdogView.latestTable(policies))
+        for p in policies {
+            if let exit = p.lastExit { lines.append("  \(p.name) last exit: " + WatchdogView.exitLine(exit)) }
+        }
+        return lines.joined(separator: "\n")
     }
 }
 

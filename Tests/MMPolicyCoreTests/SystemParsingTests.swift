@@ -1,5 +1,6 @@
 import MMPolicyCore
 import SystemPackage
+import MMPolicyTestSupport
 import Testing
 
 /// The /proc and cgroup text parsers, on text copied from a Linux 6.18
@@ -255,14 +256,5 @@ DirectMap1G:    25165824 kB
         let bare = SystemCallError(operation: "write", target: "/x", errno: .permissionDenied)
         #expect(bare.description == "write on /x failed: Permission denied (errno 13).")
         #expect(!bare.meansGone)
-    }
-}
-
-extension String {
-    func replacingFirst(_ target: String, with replacement: String) -> String {
-        guard let range = firstRange(of: target) else { return self }
-        var copy = self
-        copy.replaceSubrange(range, with: replacement)
-        return copy
     }
 }

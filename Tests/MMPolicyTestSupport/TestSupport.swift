@@ -262,3 +262,50 @@ public final class ScratchDirectory {
         rmdir(path)
     }
 }
+
+/// zram swap for a test: /dev/zram0 sized, formatted and swapped on, and
+/// swapped off and reset when released, even if the test fails. Refuses a
+/// zram0 that is already in use (someone else's swap is not ours to reset).
+public final class ZramSwap {
+    public static let device = "/dev/zram0"
+    static let sysfs = "/sys/block/zram0"
+
+    public init(sizeBytes: UInt64) throws {
+        guard access(Self.sysfs, F_OK) == 0 else { throw ZramSwapError.unavailable("no \(Self.sysfs): this kernel has no zram device") }
+        let swaps = (try? readFile("/proc/swaps")) ?? ""
+        let size = (try? readFile(Self.sysfs + "/disksize")).map { $0.split(whereSeparator: \.isWhitespace).first.map(String.init) ?? "" } ?? "?"
+        guard !swaps.contains(Self.device), size == "0" else {
+            throw ZramSwapError.unavailable("\(Self.device) is in use (disksize \(size)); swapoff it and `echo 1 > \(Self.sysfs)/reset`")
+        }
+        try writeFile(Self.sysfs + "/disksize", String(sizeBytes))
+        for (tool, arguments) in [("/sbin/mkswap", [Self.device]), ("/sbin/swapon", [Self.device])] {
+            let result = try runCommand(tool, arguments)
+            guard result.status == 0 else {
+                reset()
+                throw ZramSwapError.unavailable("\(tool) \(arguments.joined(separator: " ")) failed: \(result.output)")
+            }
+        }
+    }
+
+    private func reset() {
+        _ = try? runCommand("/sbin/swapoff", [Self.device])
+        try? writeFile(Self.sysfs + "/reset", "1")
+    }
+
+    deinit { reset() }
+}
+
+public enum ZramSwapError: Error, CustomStringConvertible {
+    case unavailable(String)
+    public var description: String { switch self { case .unavailable(let why): return "zram swap unavailable: \(why)" } }
+}
+
+extension String {
+    /// The text with the first `target` replaced (unchanged if there is none).
+    public func replacingFirst(_ target: String, with replacement: String) -> String {
+        guard let range = firstRange(of: target) else { return self }
+        var copy = self
+        copy.replaceSubrange(range, with: replacement)
+        return copy
+    }
+}

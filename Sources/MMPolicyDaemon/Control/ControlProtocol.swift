@@ -34,13 +34,16 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var name: String?
     /// For `events`.
     public var query: EventQuery?
+    /// For `status`: also send up to this many recent watchdog windows per policy.
+    public var history: Int?
 
-    public init(command: Command, load: LoadRequest? = nil, name: String? = nil, query: EventQuery? = nil) {
+    public init(command: Command, load: LoadRequest? = nil, name: String? = nil, query: EventQuery? = nil, history: Int? = nil) {
         self.version = ControlProtocol.version
         self.command = command
         self.load = load
         self.name = name
         self.query = query
+        self.history = history
     }
 }
 
@@ -95,9 +98,12 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     /// `status`: the latest watchdog exit of each policy ejected in the last
     /// day that is not loaded now (a loaded policy's is in its status).
     public var exits: [EventRecord]?
+    /// `status`: what the watchdog costs.
+    public var watchdog: WatchdogCost?
 
     public init(ok: Bool = true, error: String? = nil, daemon: DaemonInfo? = nil,
-                policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil, exits: [EventRecord]? = nil) {
+                policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil, exits: [EventRecord]? = nil,
+                watchdog: WatchdogCost? = nil) {
         self.version = ControlProtocol.version
         self.ok = ok
         self.error = error
@@ -105,6 +111,7 @@ public struct ControlResponse: Codable, Sendable, Equatable {
         self.policies = policies
         self.events = events
         self.exits = exits
+        self.watchdog = watchdog
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
@@ -148,11 +155,16 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
     public var bpfRunCount: UInt64
     public var bpfRunTimeNs: UInt64
     public var parameters: [ParameterOverride]
+    /// The watchdog's latest window and guards (and history, if asked for).
+    public var watchdog: WatchdogPolicyStatus?
+    /// The last time the watchdog ejected a policy of this name, if ever.
+    public var lastExit: EventRecord?
 
     public init(name: String, kind: String, scope: String, mode: String, objectPath: String, loadedNs: Int64,
                 uptimeSeconds: Double, decisions: Int = 0, enforced: Int = 0, rejections: Int = 0, fallbacks: Int = 0,
                 agreements: Int = 0, disagreements: Int = 0, lastDecision: EventRecord? = nil,
-                bpfRunCount: UInt64 = 0, bpfRunTimeNs: UInt64 = 0, parameters: [ParameterOverride] = []) {
+                bpfRunCount: UInt64 = 0, bpfRunTimeNs: UInt64 = 0, parameters: [ParameterOverride] = [],
+                watchdog: WatchdogPolicyStatus? = nil, lastExit: EventRecord? = nil) {
         self.name = name
         self.kind = kind
         self.scope = scope
@@ -170,5 +182,7 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
         self.bpfRunCount = bpfRunCount
         self.bpfRunTimeNs = bpfRunTimeNs
         self.parameters = parameters
+        self.watchdog = watchdog
+        self.lastExit = lastExit
     }
 }

@@ -1,3 +1,4 @@
+import BPFKit
 import MMPolicyCore
 
 /// Answers control-socket requests from the policy manager and the store.
@@ -5,12 +6,14 @@ public struct ControlHandler: Sendable {
     let manager: PolicyManager
     let store: StateStore
     let recorder: EventRecorder
+    let watchdog: Watchdog
     let daemon: DaemonInfo
 
-    public init(manager: PolicyManager, store: StateStore, recorder: EventRecorder, daemon: DaemonInfo) {
+    public init(manager: PolicyManager, store: StateStore, recorder: EventRecorder, watchdog: Watchdog, daemon: DaemonInfo) {
         self.manager = manager
         self.store = store
         self.recorder = recorder
+        self.watchdog = watchdog
         self.daemon = daemon
     }
 
@@ -28,7 +31,12 @@ public struct ControlHandler: Sendable {
                 try await manager.unload(name, reason: "unloaded by request (uid \(peer.uid), pid \(peer.pid))")
                 return ControlResponse(daemon: daemon)
             case .status:
-                return ControlResponse(daemon: daemon, policies: await manager.statuses())
+                await recorder.flush()
+                let policies = await manager.statuses(history: max(0, min(request.history ?? 0, 300)))
+                let loaded = Set(policies.map(\.name))
+                let dayAgo = wallClockNanoseconds() - 86_400 * 1_000_000_000
+                let exits = (try? store.recentExits(sinceNs: dayAgo))?.filter { !loaded.contains($0.policy ?? "") }
+                return ControlResponse(daemon: daemon, policies: policies, exits: exits, watchdog: watchdog.cost)
             case .events:
                 // What was recorded up to now is visible to this query.
                 await recorder.flush()

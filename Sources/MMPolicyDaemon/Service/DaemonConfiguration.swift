@@ -11,15 +11,18 @@ public struct DaemonConfiguration: Sendable {
     public var defaultSetPath: String?
     /// Where BPF objects are pinned while loaded.
     public var pinDirectory: String
+    /// The watchdog's sampling window, milliseconds.
+    public var watchdogWindowMs: Int
 
     public init(socketPath: String = DaemonDefaults.socketPath, stateDirectory: String = DaemonDefaults.stateDirectory,
                 policyDirectory: String, objectSearchPath: ObjectSearchPath? = nil, defaultSetPath: String? = nil,
-                pinDirectory: String = DaemonDefaults.pinDirectory) {
+                pinDirectory: String = DaemonDefaults.pinDirectory, watchdogWindowMs: Int = 1000) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.policyDirectory = policyDirectory
         self.objectSearchPath = objectSearchPath ?? .standard(policyDirectory: policyDirectory)
         self.defaultSetPath = defaultSetPath
         self.pinDirectory = pinDirectory
+        self.watchdogWindowMs = watchdogWindowMs
     }
 }

@@ -64,17 +64,22 @@ public final class DaemonService: Service {
             record: { recorder.record($0) }, log: { logger.warning("\($0)") }))
         try engine.start()
 
+        let watchdog = try Watchdog(windowMs: configuration.watchdogWindowMs)
         let manager = PolicyManager(configuration: configuration, store: store, recorder: recorder, engine: engine,
-                                    mount: mount, logger: logger)
+                                    watchdog: watchdog, mount: mount, logger: logger)
+        try watchdog.start { trip in
+            Task { await manager.eject(trip) }
+        }
         let info = DaemonInfo(pid: getpid(), version: version, startedNs: started, socketPath: configuration.socketPath,
                               stateDirectory: configuration.stateDirectory)
-        let handler = ControlHandler(manager: manager, store: store, recorder: recorder, daemon: info)
+        let handler = ControlHandler(manager: manager, store: store, recorder: recorder, watchdog: watchdog, daemon: info)
         let server: ControlServer
         do {
             server = try ControlServer(socketPath: configuration.socketPath) { request, peer in
                 await handler.handle(request, peer: peer)
             }
         } catch {
+            watchdog.stop()
             engine.stop()
             recorder.close()
             throw error
@@ -94,6 +99,7 @@ public final class DaemonService: Service {
         if let serverError { logger.error("the control socket failed: \(serverError)") }
 
         logger.notice("shutting down: unloading every policy and restoring knobs")
+        watchdog.stop()
         await manager.unloadAll(reason: "daemon shutting down")
         engine.stop()
         for failure in journal.restore() { logger.error("could not restore \(failure)") }

@@ -5,6 +5,7 @@ import BPFKit
 import Logging
 import MMPolicyCore
 import MMPolicyKinds
+import MMPolicyWatchdog
 
 /// A request the daemon refuses: one paragraph naming what and the fix.
 public struct DaemonRequestError: Error, Sendable, CustomStringConvertible {
@@ -23,22 +24,25 @@ public actor PolicyManager {
         var objectPath: String
         var loadedNs: Int64
         var parameters: [ParameterOverride]
+        var guards: GuardSettings
     }
 
     let configuration: DaemonConfiguration
     let store: StateStore
     let recorder: EventRecorder
     let engine: OOMEngine
+    let watchdog: Watchdog
     let mount: MemoryCgroupMount?
     let logger: Logger
     private var loaded: [String: Loaded] = [:]
 
     public init(configuration: DaemonConfiguration, store: StateStore, recorder: EventRecorder, engine: OOMEngine,
-                mount: MemoryCgroupMount?, logger: Logger) {
+                watchdog: Watchdog, mount: MemoryCgroupMount?, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.recorder = recorder
         self.engine = engine
+        self.watchdog = watchdog
         self.mount = mount
         self.logger = logger
     }
@@ -102,7 +106,13 @@ public actor PolicyManager {
             ParameterOverride(key: variable.name, value: policy.object.currentValue(of: variable).map { "\($0)" } ?? "?")
         }
         loaded[name] = Loaded(instance: instance, desired: desired, kind: manifest.kind, objectPath: policy.objectPath,
-                              loadedNs: wallClockNanoseconds(), parameters: parameters)
+                              loadedNs: wallClockNanoseconds(), parameters: parameters, guards: manifest.guards)
+        let engine = self.engine
+        var subject = WatchedSubject(policy: policy, scope: scope) {
+            engine.decisionCounters(of: name).map(DecisionHealth.init) ?? DecisionHealth()
+        }
+        subject.name = name
+        watchdog.watch(subject, settings: manifest.guards)
         if persist {
             do { try store.setDesired(desired) } catch { logger.error("saving the desired set failed: \(error)") }
         }
@@ -139,6 +149,8 @@ public actor PolicyManager {
 
     /// Detaches and unloads `name`, restoring what it changed, and drops it from the desired set.
     public func unload(_ name: String, persist: Bool = true, reason: String = "unloaded by request") async throws {
+        // The sampler reads the policy's descriptors: stop before they close.
+        watchdog.unwatch(name)
         guard loaded.removeValue(forKey: name) != nil else {
             let names = loaded.keys.sorted()
             throw DaemonRequestError("no policy named '\(name)' is loaded (loaded: \(names.isEmpty ? "none" : names.joined(separator: ", "))). `mmpolicy status` lists them.")
@@ -155,9 +167,14 @@ public actor PolicyManager {
     /// The watchdog's verdict: unloads `name`, restoring every knob it
     /// changed, drops it from the desired set (a restarted daemon must not
     /// bring back a policy that was doing harm) and records the exit.
-    public func eject(_ name: String, exit: PolicyExit) async {
-        guard loaded[name] != nil else { return }
-        var exit = exit
+    public func eject(_ trip: GuardTrip) async {
+        let name = trip.subject
+        guard let entry = loaded[name] else { return }
+        let cooldown = Int64(entry.guards.cooldownS ?? Self.defaultCooldownSeconds) * 1_000_000_000
+        var exit = PolicyExit(guardName: trip.guardName, metric: trip.metric.rawValue, comparison: trip.comparator.rawValue,
+                              threshold: trip.threshold, values: trip.values, windows: trip.windows,
+                              windowSeconds: trip.windowSeconds, description: trip.summary, restoredKnobs: [],
+                              cooldownUntilNs: wallClockNanoseconds() + cooldown)
         exit.restoredKnobs = ((try? store.journalEntries(owner: name)) ?? []).map { "\($0.path)=\($0.original)" }
         try? await unload(name, reason: "ejected by the watchdog (\(exit.guardName))")
         let until = durationString(seconds: Double(exit.cooldownUntilNs - wallClockNanoseconds()) / 1e9)
@@ -167,6 +184,10 @@ public actor PolicyManager {
             exit: exit))
         logger.warning("watchdog ejected policy \(name): \(exit.description)")
     }
+
+    /// How long an ejected policy may not be loaded again without --force,
+    /// unless its manifest's `[guards] cooldown_s` says otherwise.
+    static let defaultCooldownSeconds = 300
 
     /// How long ago `timeNs` (wall clock) was.
     static func age(of timeNs: Int64) -> String { durationString(seconds: Double(wallClockNanoseconds() - timeNs) / 1e9) }
@@ -208,9 +229,12 @@ public actor PolicyManager {
 
     // MARK: status
 
-    public func statuses() -> [PolicyStatus] { loaded.keys.sorted().map { status(of: loaded[$0]!) } }
+    /// Every loaded policy, with up to `history` recent watchdog windows each.
+    public func statuses(history: Int = 0) -> [PolicyStatus] {
+        loaded.keys.sorted().map { status(of: loaded[$0]!, history: history) }
+    }
 
-    func status(of entry: Loaded) -> PolicyStatus {
+    func status(of entry: Loaded, history: Int = 0) -> PolicyStatus {
         let counts = try? store.decisionCounts(policy: entry.desired.name, sinceNs: entry.loadedNs)
         var runCount: UInt64 = 0, runTime: UInt64 = 0
         for program in entry.instance.programs {
@@ -226,7 +250,9 @@ public actor PolicyManager {
             decisions: counts?.total ?? 0, enforced: counts?.enforced ?? 0, rejections: counts?.rejected ?? 0,
             fallbacks: counts?.fallback ?? 0, agreements: counts?.agreements ?? 0, disagreements: counts?.disagreements ?? 0,
             lastDecision: try? store.lastDecision(policy: entry.desired.name),
-            bpfRunCount: runCount, bpfRunTimeNs: runTime, parameters: entry.parameters)
+            bpfRunCount: runCount, bpfRunTimeNs: runTime, parameters: entry.parameters,
+            watchdog: watchdog.status(of: entry.desired.name, history: history),
+            lastExit: try? store.lastExit(policy: entry.desired.name))
     }
 
     func record(_ type: EventRecord.EventType, policy: String?, _ summary: String) {

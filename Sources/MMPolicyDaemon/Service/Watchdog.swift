@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BPFKit
+import MMPolicyCore
+import MMPolicyWatchdog
+import Synchronization
+
+/// The daemon's watchdog: once per window it samples every loaded policy's
+/// signals (one shared `SignalSampler`), judges them by the policy's guards
+/// (`GuardMonitor`) and hands a tripped guard's verdict to the daemon, which
+/// ejects the policy.
+///
+/// It runs on a thread of its own, never on Swift concurrency's pool, so a
+/// busy control plane cannot delay a verdict and a slow sample cannot stall
+/// the control plane. Registration and sampling share one lock; a policy is
+/// unregistered before its BPF object closes, so the sampler never reads a
+/// descriptor that has been reused.
+public final class Watchdog: Sendable {
+    /// One policy under watch.
+    struct Watched {
+        var monitor: GuardMonitor
+        var latest: SignalWindow?
+        /// Set once a guard tripped: the verdict is being carried out.
+        var tripped: Bool = false
+    }
+
+    struct State {
+        var sampler = SignalSampler()
+        var watched: [String: Watched] = [:]
+        var samples: UInt64 = 0
+        /// CPU time the sampling thread spent sampling and judging.
+        var cpuNs: UInt64 = 0
+        var startedNs: UInt64 = monotonicNanoseconds()
+    }
+
+    public let windowNs: UInt64
+    private let state = Mutex(State())
+    private let wake: EventFD
+    private let stopping = Atomic<Bool>(false)
+    private let thread = Mutex<pthread_t?>(nil)
+
+    /// Windows are `windowMs` long (at least 100 ms).
+    public init(windowMs: Int = 1000) throws(SystemCallError) {
+        self.windowNs = UInt64(max(100, windowMs)) * 1_000_000
+        self.wake = try EventFD()
+    }
+
+    // MARK: registration
+
+    /// Starts watching `subject` with the guards for `kind` and `settings`.
+    public func watch(_ subject: WatchedSubject, settings: GuardSettings) {
+        state.withLock { state in
+            state.sampler.register(subject)
+            state.watched[subject.name] = Watched(monitor: GuardMonitor(subject: subject.name, kind: subject.kind, settings: settings))
+        }
+    }
+
+    /// Stops watching `name`. Call before the policy's object is closed.
+    public func unwatch(_ name: String) {
+        state.withLock { state in
+            state.sampler.unregister(name: name)
+            state.watched[name] = nil
+        }
+    }
+
+    // MARK: status
+
+    /// `name`'s latest window, guards and (up to `history`) recent windows.
+    public func status(of name: String, history: Int = 0) -> WatchdogPolicyStatus? {
+        state.withLock { state in
+            guard let watched = state.watched[name] else { return nil }
+            return WatchdogPolicyStatus(
+                windowSeconds: Double(windowNs) / 1e9, latest: watched.latest, guards: watched.monitor.status,
+                history: history > 0 ? Array(watched.monitor.history.suffix(history)) : nil)
+        }
+    }
+
+    /// What watching costs: samples taken and the CPU they took.
+    public var cost: WatchdogCost {
+        state.withLock { state in
+            let elapsed = Double(monotonicNanoseconds() - state.startedNs)
+            return WatchdogCost(windowSeconds: Double(windowNs) / 1e9, samples: state.samples, cpuNs: state.cpuNs,
+                                cpuPercent: elapsed > 0 ? Double(state.cpuNs) / elapsed * 100 : 0,
+                                policies: state.watched.count)
+        }
+    }
+
+    // MARK: running
+
+    /// Starts sampling. `onTrip` is called on the watchdog's thread, at most
+    /// once per loaded policy; it must not block (start a task).
+    public func start(onTrip: @escaping @Sendable (GuardTrip) -> Void) throws(SystemCallError) {
+        try thread.withLock { thread throws(SystemCallError) in
+            guard thread == nil else { return }
+            switch PosixThread.start(name: "mmpolicy-watch", { [self] in run(onTrip: onTrip) }) {
+            case .success(let started): thread = started
+            case .failure(let code):
+                throw SystemCallError(operation: "pthread_create", target: "the watchdog thread", errno: code,
+                                      fix: "The system is out of threads or memory; free some and restart the daemon")
+            }
+        }
+    }
+
+    public func stop() {
+        let running = thread.withLock { thread -> pthread_t? in
+            defer { thread = nil }
+            return thread
+        }
+        guard let running else { return }
+        stopping.store(true, ordering: .releasing)
+        wake.signal()
+        pthread_join(running, nil)
+    }
+
+    private func run(onTrip: @Sendable (GuardTrip) -> Void) {
+        var next = monotonicNanoseconds() + windowNs
+        while !stopping.load(ordering: .acquiring) {
+            let now = monotonicNanoseconds()
+            if now < next {
+                var entry = pollfd(fd: wake.rawValue, events: Int16(POLLIN), revents: 0)
+                _ = poll(&entry, 1, Int32((next - now + 999_999) / 1_000_000))
+                if entry.revents != 0 { _ = wake.read() }
+                continue
+            }
+            // Windows stay on a fixed grid; a late tick does not shift the next.
+            next += windowNs
+            if next <= now { next = now + windowNs }
+            for trip in tick() { onTrip(trip) }
+        }
+    }
+
+    /// One window: sample, judge, and return the guards that tripped.
+    func tick() -> [GuardTrip] {
+        let cpuStart = Self.threadCPUNanoseconds()
+        let trips = state.withLock { state -> [GuardTrip] in
+            let windows = state.sampler.sample()
+            var trips: [GuardTrip] = []
+            for (name, window) in windows {
+                guard var watched = state.watched[name] else { continue }
+                watched.latest = window
+                if !watched.tripped, let trip = watched.monitor.observe(window) {
+                    watched.tripped = true
+                    trips.append(trip)
+                }
+                state.watched[name] = watched
+            }
+            state.samples += 1
+            return trips
+        }
+        let spent = Self.threadCPUNanoseconds() - cpuStart
+        state.withLock { $0.cpuNs += spent }
+        return trips
+    }
+
+    static func threadCPUNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// One policy's watchdog view for `mmpolicy status`: the latest window, every
+/// guard with its last value and current run of breaches, and, for
+/// `status --watch`, recent windows.
+public struct WatchdogPolicyStatus: Codable, Sendable, Equatable {
+    public var windowSeconds: Double
+    public var latest: SignalWindow?
+    public var guards: [GuardMonitor.GuardStatus]
+    public var history: [SignalWindow]?
+}
+
+/// What the watchdog costs the daemon.
+public struct WatchdogCost: Codable, Sendable, Equatable {
+    public var windowSeconds: Double
+    public var samples: UInt64
+    /// CPU time spent sampling and judging since the daemon started.
+    public var cpuNs: UInt64
+    /// That, as a share of one CPU over the daemon's life.
+    public var cpuPercent: Double
+    public var policies: Int
+}
