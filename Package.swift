@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(
             name: "LiveKernelTests",
             dependencies: [
-                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "CMMPolicyABI", "MMPolicyTestSupport",
+                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "MMPolicyDaemon", "CMMPolicyABI", "MMPolicyTestSupport",
                 "mmpolicy", "mmpolicy-workload",
             ]
         ),

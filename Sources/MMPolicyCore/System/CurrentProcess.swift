@@ -5,13 +5,11 @@ import Glibc
 #endif
 
 /// Settings of the calling process itself: its name, OOM score, locked
-/// memory, inherited descriptors, and who reaps its orphans.
+/// memory, and who reaps its orphans.
 ///
 /// It exists for the guardian, a process that must survive what kills the
-/// daemon (the OOM killer, reclaim stalls, a signal to the daemon's process
-/// group) and must hold no descriptor it was not meant to (an inherited BPF
-/// link or eventfd would keep the daemon's work alive after the daemon), and
-/// for tests that adopt the processes the daemon leaves behind.
+/// daemon (the OOM killer, reclaim stalls), and for tests that adopt the
+/// processes the daemon leaves behind.
 public enum CurrentProcess {
     /// Sets the process name that `ps`, `top` and /proc/PID/comm show (the
     /// main thread's name, as prctl PR_SET_NAME on the main thread would,
@@ -43,15 +41,6 @@ public enum CurrentProcess {
         guard mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0 else {
             throw SystemCallError.current("mlockall", "process \(getpid())",
                                           fix: "Locking memory needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK; without it pages may be reclaimed under pressure.")
-        }
-    }
-
-    /// Closes every descriptor numbered `first` or above (close_range(2)),
-    /// for a process that must not keep what it inherited by accident.
-    public static func closeDescriptors(from first: Int32) throws(SystemCallError) {
-        guard LinuxSyscall.call(LinuxSyscall.closeRange, Int(first), Int(UInt32.max), 0) == 0 else {
-            throw SystemCallError.current("close_range", "descriptors \(first) and up",
-                                          fix: "close_range needs Linux 5.9.")
         }
     }
 

@@ -146,8 +146,6 @@ enum LinuxSyscall {
     static let pidfdSendSignal = 424
     static let pidfdOpen = 434
     static let processMrelease = 448
-    /// close_range(2), also from the unified table (Linux 5.9).
-    static let closeRange = 436
 
     private typealias Syscall = @convention(c) (Int, Int, Int, Int, Int) -> Int
     private typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32

@@ -61,14 +61,13 @@ public enum Guardian {
         return GuardianRestore(stateDirectory: stateDirectory, daemonPID: daemonPID, logger: logger).run(daemonEndedNs: endedNs)
     }
 
-    /// Hardens the process against what may have killed the daemon: no
-    /// stray descriptors, a name, the OOM killer's last choice (if allowed),
-    /// pages locked as they are touched, no death by SIGPIPE on a log pipe.
+    /// Hardens the process against what may have killed the daemon: a
+    /// name, the OOM killer's last choice (if allowed), pages locked as they
+    /// are touched, no death by SIGPIPE on a log pipe. (Stray descriptors are
+    /// closed by the daemon's spawn, before exec: by now the runtime has
+    /// descriptors of its own.)
     static func prepareProcess(logger: Logger) {
         signal(SIGPIPE, SIG_IGN)
-        do { try CurrentProcess.closeDescriptors(from: linkDescriptor + 1) } catch {
-            logger.warning("mmpolicy guardian: \(error)")
-        }
         do { try CurrentProcess.setName(processName) } catch { logger.warning("mmpolicy guardian: \(error)") }
         do { try CurrentProcess.setOOMScoreAdj(-1000) } catch {
             logger.notice("mmpolicy guardian: oom_score_adj stays \(CurrentProcess.oomScoreAdj.map(String.init) ?? "unknown"): \(error)")

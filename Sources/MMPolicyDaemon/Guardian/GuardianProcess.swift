@@ -43,7 +43,8 @@ final class GuardianProcess: Sendable {
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
             throw GuardianSpawnError(operation: "socketpair", errno: Errno(rawValue: errno))
         }
-        let daemonEnd = FileDescriptor(rawValue: ends[0])
+        // Just below the daemon's lock: closed (and seen by the guardian) right after it when the daemon dies.
+        let daemonEnd = FileDescriptor(rawValue: ReleasedFirst.move(ends[0], rank: 1))
         defer { close(ends[1]) }
 
         var actions = posix_spawn_file_actions_t()

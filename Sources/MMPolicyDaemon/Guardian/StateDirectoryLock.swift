@@ -27,15 +27,19 @@ public final class StateDirectoryLock: Sendable {
     public static let fileName = "daemon.lock"
 
     /// Opens (creating it, and the directory, if needed) the lock file of
-    /// `directory`. Takes no lock yet.
-    public init(directory: String) throws(StateDirectoryLockError) {
+    /// `directory`. Takes no lock yet. `releasedFirst`: the daemon's lock,
+    /// kept where the kernel releases it first if the daemon dies (see
+    /// ``ReleasedFirst``), so a guardian gets it without waiting for the
+    /// daemon's BPF programs to be torn down.
+    public init(directory: String, releasedFirst: Bool = false) throws(StateDirectoryLockError) {
         do { try StateStore.makeDirectory(directory) } catch {
             throw StateDirectoryLockError(kind: .cannotOpen, directory: directory, detail: "\(error)")
         }
         path = directory.hasSuffix("/") ? directory + Self.fileName : directory + "/" + Self.fileName
         do {
-            fd = try FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .closeOnExec],
-                                         permissions: [.ownerReadWrite])
+            let opened = try FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .closeOnExec],
+                                                 permissions: [.ownerReadWrite])
+            fd = releasedFirst ? FileDescriptor(rawValue: ReleasedFirst.move(opened.rawValue, rank: 0)) : opened
         } catch {
             throw StateDirectoryLockError(kind: .cannotOpen, directory: directory,
                                           detail: "opening \(path) failed: \(error)")

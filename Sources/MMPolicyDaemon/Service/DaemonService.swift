@@ -31,7 +31,7 @@ public final class DaemonService: Service {
 
     public func run() async throws {
         // Before anything touches the state directory: one process at a time acts on it.
-        let stateLock = try StateDirectoryLock(directory: configuration.stateDirectory)
+        let stateLock = try StateDirectoryLock(directory: configuration.stateDirectory, releasedFirst: true)
         if let holder = stateLock.holder {
             logger.notice("waiting up to \(Int(Self.lockWaitSeconds)) s for \(stateLock.path), held by pid \(holder)")
         }
