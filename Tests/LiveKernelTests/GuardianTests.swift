@@ -166,6 +166,25 @@ struct GuardianTests {
         #expect(!events.contains { $0.summary.hasPrefix("guardian pid") }, "after a clean exit the guardian restores nothing")
     }
 
+    @Test func aGuardianKilledWhileTheDaemonRunsIsReplaced() throws {
+        let (daemon, memcg, memcgs) = try enforcing()
+        defer { withExtendedLifetime((daemon, memcg)) {} }
+        let first = try #require(daemon.guardians().first)
+        kill(first.pid, SIGKILL)
+        #expect(eventually(10) { daemon.guardians().contains { $0.pid != first.pid && $0.ppid == daemon.pid } },
+                "the daemon starts another guardian; log:\n\(daemon.log)")
+        #expect(daemon.guardians().count == 1)
+        for path in memcgs { #expect(try killerDisabled(path), "the guardian's death changes nothing") }
+        let events = try daemon.events()
+        #expect(events.contains("the guardian (pid \(first.pid)) ended while the daemon runs (killed by signal 9)"), "\(events)")
+
+        let second = try #require(daemon.guardians().first)
+        kill(daemon.pid, SIGKILL)
+        #expect(secondsUntilKillerOn(memcgs, since: monotonicNanoseconds(), within: 5) != nil, "the replacement guards as well")
+        #expect(daemon.stop(signal: SIGKILL) == 128 + SIGKILL)
+        #expect(reap(second.pid, timeoutSeconds: 5) == 0)
+    }
+
     @Test func aSecondDaemonOnTheSameStateDirectoryIsRefused() throws {
         let (daemon, memcg, memcgs) = try enforcing()
         defer { withExtendedLifetime((daemon, memcg)) {} }

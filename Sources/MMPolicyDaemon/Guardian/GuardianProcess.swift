@@ -92,24 +92,32 @@ final class GuardianProcess: Sendable {
             let n = poll(&pfd, 1, Int32(left / 1_000_000) + 1)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { continue }
-            switch readByte() {
-            case .some(Guardian.armedByte): return .armed
-            case .some: continue
-            case .none: return .exited
+            switch read() {
+            case .byte(Guardian.armedByte): return .armed
+            case .byte, .nothing: continue
+            case .closed: return .exited
             }
         }
     }
 
-    /// One byte from the guardian; nil when its end is closed (it exited).
-    /// Call only when the link is readable.
-    func readByte() -> UInt8? {
+    /// What the guardian's end of the link says.
+    enum LinkRead: Equatable {
+        case byte(UInt8)
+        /// Nothing to read (a spurious wake-up): still connected.
+        case nothing
+        /// Its end is closed: it exited.
+        case closed
+    }
+
+    /// Reads one byte without blocking.
+    func read() -> LinkRead {
         var byte: UInt8 = 0
         while true {
             let n = recv(link.rawValue, &byte, 1, Int32(MSG_DONTWAIT))
-            if n == 1 { return byte }
+            if n == 1 { return .byte(byte) }
             if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EAGAIN { return 0 }  // spurious wake-up: still connected
-            return nil
+            if n < 0 && errno == EAGAIN { return .nothing }
+            return .closed
         }
     }
 

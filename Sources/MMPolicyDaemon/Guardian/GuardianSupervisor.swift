@@ -133,7 +133,7 @@ public final class GuardianSupervisor: Sendable {
             let n = poll(&fds, 2, -1)
             if n < 0 { if errno == EINTR { continue }; return }
             if fds[0].revents != 0 { return }
-            guard fds[1].revents != 0, guardian.readByte() == nil else { continue }  // a late "armed" byte
+            guard fds[1].revents != 0, guardian.read() == .closed else { continue }  // e.g. a late "armed" byte
             var status = guardian.reap(timeoutMs: 1000).map(GuardianProcess.describe)
             if status == nil {
                 // Its link is closed, so it can no longer see this daemon die: replace it.
