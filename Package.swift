@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(
             name: "LiveKernelTests",
             dependencies: [
-                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "CMMPolicyABI", "MMPolicyTestSupport",
+                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "MMPolicyDaemon", "CMMPolicyABI", "MMPolicyTestSupport",
                 "mmpolicy", "mmpolicy-workload",
             ]
         ),

@@ -31,7 +31,20 @@ struct DaemonConnectionOptions: ParsableArguments {
 struct DaemonCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "daemon",
-        abstract: "Run the mmpolicy daemon in the foreground: load the desired policy set, serve the control socket, act on decisions. SIGTERM or SIGINT unloads everything and restores every knob.")
+        abstract: "Run the mmpolicy daemon in the foreground: load the desired policy set, serve the control socket, act on decisions. SIGTERM or SIGINT unloads everything and restores every knob.",
+        discussion: """
+            One daemon per state directory: it locks <state-dir>/daemon.lock for its whole life (a second daemon on \
+            the same directory waits 3 s, then exits with an error naming the first).
+
+            Before it changes any kernel knob, the daemon starts its guardian, a small process \
+            (`mmpolicy-guard` in ps, pid in the log) in a session of its own that outlives it. If the daemon dies \
+            without a clean shutdown (SIGKILL, a crash, the OOM killer), the guardian restores every journaled \
+            knob within milliseconds, first oom_kill_disable=0 on every memcg whose kernel OOM killer the daemon \
+            had turned off, records it in the audit trail (`mmpolicy events`) and exits. After a graceful stop it \
+            simply exits. A daemon started again on the same state directory takes over: whichever of it and the \
+            old guardian gets the lock first restores, and the guardian never undoes a newer daemon's work. \
+            See docs/guardian.md.
+            """)
 
     @Option(name: .customLong("socket"), help: "Control socket path.") var socketPath = DaemonDefaults.socketPath
     @Option(name: .customLong("state-dir"), help: "State directory (SQLite database).") var stateDirectory = DaemonDefaults.stateDirectory

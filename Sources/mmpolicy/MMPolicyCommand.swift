@@ -14,7 +14,7 @@ struct MMPolicyCommand: AsyncParsableCommand {
         abstract: "Run Linux memory-management policies written as BPF programs, safely.",
         version: "mmpolicy \(version) (policy ABI \(mmpolicy_abi_version()), libbpf \(libbpfVersion))",
         subcommands: [ListCommand.self, InspectCommand.self, VerifyCommand.self, DaemonCommand.self, LoadCommand.self,
-                      UnloadCommand.self, StatusCommand.self, EventsCommand.self]
+                      UnloadCommand.self, StatusCommand.self, EventsCommand.self, GuardianCommand.self]
     )
 }
 

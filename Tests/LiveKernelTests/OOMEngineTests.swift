@@ -119,6 +119,28 @@ struct OOMEngineTests {
         #expect(journal.entries().isEmpty)
     }
 
+    @Test func detachingAnInnerScopeLeavesTheOuterPolicysMemcgsDisabledAndJournaled() async throws {
+        let outer = try TemporaryMemcg(prefix: "mmpolicy-engine", limitBytes: 64 * Self.mib)
+        let inner = try outer.child("inner")
+        let journal = KnobJournal(storage: InMemoryKnobJournalStorage())
+        let engine = try engine(Recorder(), journal: journal)
+        defer { engine.stop() }
+        let outerPolicy = try instance("oom_largest", scope: try ResolvedScope.cgroup(outer.path), mount: outer.mount)
+        let innerPolicy = try instance("oom_largest", scope: try ResolvedScope.cgroup(inner), mount: outer.mount)
+        // The inner one first: it journals the inner memcg under its own name.
+        try await engine.attach(innerPolicy)
+        try await engine.attach(outerPolicy)
+        await engine.detach(name: innerPolicy.name)
+        // The outer policy governs the inner memcg again: its killer stays off, and journaled.
+        #expect(try readFile(inner + "/memory.oom_control").contains("oom_kill_disable 1"))
+        #expect(journal.original(of: inner + "/memory.oom_control") == "0")
+        await engine.detach(name: outerPolicy.name)
+        for path in [outer.path, inner] {
+            #expect(try readFile(path + "/memory.oom_control").contains("oom_kill_disable 0"), "\(path)")
+        }
+        #expect(journal.entries().isEmpty)
+    }
+
     @Test func validatorRefusesProtectedAndOutOfScopeVictims() throws {
         let memcg = try TemporaryMemcg(prefix: "mmpolicy-engine")
         let inside = try workload(["hold", "--rss", "4M", "--cgroup", memcg.path])

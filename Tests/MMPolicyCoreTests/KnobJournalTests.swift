@@ -45,6 +45,78 @@ import Glibc
         #expect(journal.entries().isEmpty)
     }
 
+    /// A tree of directories with memory.oom_control files, as cgroup v1 lays them out.
+    func oomControlTree(_ scratch: ScratchDirectory, _ disabled: [String: Bool]) throws -> [String: String] {
+        var files: [String: String] = [:]
+        for (directory, on) in disabled.sorted(by: { $0.key < $1.key }) {
+            _ = try scratch.makeDirectory(directory)
+            files[directory] = try scratch.write(directory + "/memory.oom_control",
+                                                 "oom_kill_disable \(on ? 1 : 0)\nunder_oom 0\noom_kill 0\n")
+        }
+        return files
+    }
+
+    static let oomReader: KnobJournal.OriginalReader = { $0.contains("oom_kill_disable 1") ? "1" : "0" }
+
+    @Test func restoringAMemcgResetsChildrenThatCopiedItsDisabledKiller() throws {
+        let scratch = try ScratchDirectory()
+        let files = try oomControlTree(scratch, ["g": false, "g/old": false, "g/own": false, "g/own/deep": false])
+        let journal = KnobJournal(storage: InMemoryKnobJournalStorage())
+        for name in ["g", "g/old", "g/own"] { try journal.write("1", to: files[name]!, owner: "p", original: Self.oomReader) }
+        // Copied from g/own, which is journaled: g/own's restore resets it, g's does not look below g/own.
+        try writeFile(files["g/own/deep"]!, "oom_kill_disable 1\nunder_oom 0\noom_kill 0\n")
+        // Made after the daemon's last look: they copied the parent's 1 (or, one, its own 0).
+        let late = try oomControlTree(scratch, ["g/late": true, "g/late/inner": true, "g/quiet": false])
+
+        let result = journal.restoreReporting(owner: nil)
+        #expect(result.failures.isEmpty)
+        for file in [files["g"]!, files["g/old"]!, files["g/own"]!, late["g/late"]!, late["g/late/inner"]!] {
+            #expect(try Self.oomReader(readFile(file)) == "0", "\(file)")
+        }
+        #expect(try readFile(late["g/quiet"]!).hasPrefix("oom_kill_disable 0"), "a child that never had mmpolicy's value is not written")
+        #expect(Set(result.inherited.map(\.path)) == Set([late["g/late"]!, late["g/late/inner"]!, files["g/own/deep"]!]))
+        #expect(try Self.oomReader(readFile(files["g/own/deep"]!)) == "0")
+        #expect(journal.entries().isEmpty)
+    }
+
+    @Test func aJournaledChildsSubtreeIsItsOwn() throws {
+        let scratch = try ScratchDirectory()
+        let files = try oomControlTree(scratch, ["g": false, "g/inner": false])
+        let journal = KnobJournal(storage: InMemoryKnobJournalStorage())
+        try journal.write("1", to: files["g"]!, owner: "outer", original: Self.oomReader)
+        try journal.write("1", to: files["g/inner"]!, owner: "inner", original: Self.oomReader)
+        let below = try oomControlTree(scratch, ["g/inner/new": true, "g/new": true])
+        // The outer scope goes; the inner one, still governed, keeps its memcgs as they are.
+        let result = journal.restoreReporting(owner: "outer")
+        #expect(result.failures.isEmpty)
+        #expect(result.inherited.map(\.path) == [below["g/new"]!])
+        #expect(try readFile(files["g/inner"]!) == "1", "as mmpolicy wrote it (a plain file here, not a cgroup)")
+        #expect(try Self.oomReader(readFile(below["g/inner/new"]!)) == "1")
+        #expect(journal.entries().map(\.path) == [files["g/inner"]!])
+    }
+
+    @Test func aMemcgWhoseKillerWasAlreadyOffStaysAsItWas() throws {
+        let scratch = try ScratchDirectory()
+        let files = try oomControlTree(scratch, ["g": true])
+        let journal = KnobJournal(storage: InMemoryKnobJournalStorage())
+        try journal.write("1", to: files["g"]!, owner: "p", original: Self.oomReader)
+        let child = try oomControlTree(scratch, ["g/child": true])
+        let result = journal.restoreReporting()
+        #expect(result.restored.map(\.original) == ["1"] && result.inherited.isEmpty)
+        #expect(try Self.oomReader(readFile(child["g/child"]!)) == "1", "it copied the operator's value, not mmpolicy's")
+    }
+
+    @Test func oomControlIsRestoredBeforeOtherKnobs() throws {
+        let scratch = try ScratchDirectory()
+        let other = try scratch.write("a_knob", "60")  // journaled first and sorts first
+        let files = try oomControlTree(scratch, ["g": false])
+        let journal = KnobJournal(storage: InMemoryKnobJournalStorage())
+        try journal.write("10", to: other, owner: "p")
+        try journal.write("1", to: files["g"]!, owner: "p", original: Self.oomReader)
+        let result = journal.restoreReporting()
+        #expect(result.restored.map(\.path) == [files["g"]!, other])
+    }
+
     @Test func writingAMissingKnobNamesIt() throws {
         let journal = KnobJournal(storage: InMemoryKnobJournalStorage())
         #expect {

@@ -47,10 +47,34 @@ public struct KnobError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// What one restore did.
+public struct KnobRestoration: Sendable {
+    /// Written back to their original and forgotten.
+    public var restored: [KnobJournalEntry] = []
+    /// Gone (their cgroup or process no longer exists) and forgotten.
+    public var vanished: [KnobJournalEntry] = []
+    /// Not journaled, but set to a journaled ancestor's original because
+    /// they had copied mmpolicy's value from it when they were created (see
+    /// ``InheritedKnob``); `owner` and `recordedNs` are the ancestor's.
+    public var inherited: [KnobJournalEntry] = []
+    /// What could not be restored; those entries stay journaled.
+    public var failures: [KnobError] = []
+
+    public init(restored: [KnobJournalEntry] = [], vanished: [KnobJournalEntry] = [], inherited: [KnobJournalEntry] = [],
+                failures: [KnobError] = []) {
+        self.restored = restored
+        self.vanished = vanished
+        self.inherited = inherited
+        self.failures = failures
+    }
+}
+
 /// The one way mmpolicy changes a kernel knob (memcg files, oom_score_adj,
 /// sysctls, /sys/kernel/mm/*, read_ahead_kb): the original value is recorded
-/// durably before the first write, so unload, shutdown and the next start
-/// after a crash can put it back.
+/// durably before the first write, so unload, shutdown, the guardian (when
+/// the daemon dies) and the next start after a crash can put it back.
+/// Restoring a cgroup knob that new children copy from their parent also
+/// resets the children made after the write (``InheritedKnob``).
 public final class KnobJournal: Sendable {
     /// How a knob's current value is read back for journaling, when the file's
     /// text is not itself the value to restore (memory.oom_control's
@@ -86,12 +110,19 @@ public final class KnobJournal: Sendable {
     /// exists) counts as restored. Returns the failures; the rest are restored.
     @discardableResult
     public func restore(owner: String? = nil) -> [KnobError] {
+        restoreReporting(owner: owner).failures
+    }
+
+    /// ``restore(owner:)``, saying what it did: for audit records such as the
+    /// guardian's after the daemon died.
+    @discardableResult
+    public func restoreReporting(owner: String? = nil) -> KnobRestoration {
         lock.withLock { _ in
-            let entries: [KnobJournalEntry]
-            do { entries = try storage.journalEntries(owner: owner) } catch {
-                return [KnobError(path: "(journal)", operation: "reading", errno: nil, detail: "\(error)")]
+            let all: [KnobJournalEntry]
+            do { all = try storage.journalEntries(owner: nil) } catch {
+                return KnobRestoration(failures: [KnobError(path: "(journal)", operation: "reading", errno: nil, detail: "\(error)")])
             }
-            return restoreLocked(entries)
+            return restoreLocked(all.filter { owner == nil || $0.owner == owner }, journaled: all)
         }
     }
 
@@ -101,27 +132,56 @@ public final class KnobJournal: Sendable {
     public func restore(paths: [String]) -> [KnobError] {
         lock.withLock { _ in
             let wanted = Set(paths)
-            let entries = ((try? storage.journalEntries(owner: nil)) ?? []).filter { wanted.contains($0.path) }
-            return restoreLocked(entries)
+            let all = (try? storage.journalEntries(owner: nil)) ?? []
+            return restoreLocked(all.filter { wanted.contains($0.path) }, journaled: all).failures
         }
     }
 
-    private func restoreLocked(_ entries: [KnobJournalEntry]) -> [KnobError] {
-        var failures: [KnobError] = []
-        for entry in entries {
+    /// Restores `entries` (of the journal's `journaled`): knobs that can
+    /// leave a task waiting in an OOM (memory.oom_control) first, then the
+    /// rest, each in the order they were journaled (parents before children).
+    /// An entry is forgotten only once it and the descendants that inherited
+    /// from it are back.
+    private func restoreLocked(_ entries: [KnobJournalEntry], journaled: [KnobJournalEntry]) -> KnobRestoration {
+        var result = KnobRestoration()
+        let journaledPaths = Set(journaled.map(\.path))
+        let ordered = entries.filter { InheritedKnob.rule(for: $0.path) != nil } + entries.filter { InheritedKnob.rule(for: $0.path) == nil }
+        for entry in ordered {
+            var vanished = false
             do throws(KnobError) {
                 try Self.writeFile(entry.path, entry.original)
             } catch where error.errno == Errno.noSuchFileOrDirectory || error.errno == Errno.noSuchProcess {
                 // The knob went away with its cgroup or process: nothing left to restore.
+                vanished = true
             } catch {
-                failures.append(error)
+                result.failures.append(error)
                 continue
             }
-            do { try storage.forgetJournal(path: entry.path) } catch {
-                failures.append(KnobError(path: entry.path, operation: "forgetting the journal entry of", errno: nil, detail: "\(error)"))
+            // The parent is back first, so a child made from now on copies the original.
+            if !vanished, let (knob, directory) = InheritedKnob.rule(for: entry.path), entry.original != knob.mmpolicyValue {
+                var complete = true
+                for file in knob.inheritors(below: directory, journaled: journaledPaths) {
+                    guard let text = try? String(contentsOfProcFile: file), knob.normalize(text) == knob.mmpolicyValue else { continue }
+                    do throws(KnobError) {
+                        try Self.writeFile(file, entry.original)
+                        result.inherited.append(KnobJournalEntry(path: file, original: entry.original, owner: entry.owner,
+                                                                 recordedNs: entry.recordedNs))
+                    } catch where error.errno == Errno.noSuchFileOrDirectory {
+                        // Removed meanwhile.
+                    } catch {
+                        result.failures.append(error)
+                        complete = false
+                    }
+                }
+                if !complete { continue }  // keep the entry, so the next restore sweeps again
             }
+            do { try storage.forgetJournal(path: entry.path) } catch {
+                result.failures.append(KnobError(path: entry.path, operation: "forgetting the journal entry of", errno: nil, detail: "\(error)"))
+                continue
+            }
+            if vanished { result.vanished.append(entry) } else { result.restored.append(entry) }
         }
-        return failures
+        return result
     }
 
     /// The journaled original of `path`, if any.

@@ -152,6 +152,7 @@ enum LinuxSyscall {
     static let processMrelease = 448
 
     private typealias Syscall = @convention(c) (Int, Int, Int, Int, Int) -> Int
+    private typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
     private typealias EventFDCreate = @convention(c) (UInt32, Int32) -> Int32
 
     // glibc's `syscall` is variadic, which Swift cannot call; its x86_64 and
@@ -159,6 +160,9 @@ enum LinuxSyscall {
     // through a fixed-argument pointer is sound.
     private static let syscallFunction: Syscall = unsafeBitCast(dlsym(nil, "syscall")!, to: Syscall.self)
     private static let eventfdFunction: EventFDCreate = unsafeBitCast(dlsym(nil, "eventfd")!, to: EventFDCreate.self)
+    // prctl is variadic too (<sys/prctl.h> is not in Swift's Glibc map), and
+    // its syscall number differs between architectures, so call glibc's.
+    private static let prctlFunction: Prctl = unsafeBitCast(dlsym(nil, "prctl")!, to: Prctl.self)
 
     /// Returns the result, or -1 with `errno` set.
     static func call(_ number: Int, _ a: Int = 0, _ b: Int = 0, _ c: Int = 0, _ d: Int = 0) -> Int {
@@ -167,6 +171,11 @@ enum LinuxSyscall {
 
     static func eventfd(initialValue: UInt32, flags: Int32) -> Int32 {
         eventfdFunction(initialValue, flags)
+    }
+
+    /// prctl(option, a, b, c, d); -1 with `errno` set on failure.
+    static func prctl(_ option: Int32, _ a: UInt = 0, _ b: UInt = 0, _ c: UInt = 0, _ d: UInt = 0) -> Int32 {
+        prctlFunction(option, a, b, c, d)
     }
 }
 

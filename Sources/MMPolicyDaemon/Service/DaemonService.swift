@@ -8,10 +8,12 @@ import MMPolicyKinds
 import ServiceLifecycle
 
 /// `mmpolicy daemon`: owns the loaded policies, the OOM engine, the control
-/// socket and the state store for the life of the process. On SIGTERM or
-/// SIGINT it unloads every policy and restores every knob it changed; on
-/// start it first restores knobs a crashed predecessor left behind, then
-/// reloads the desired set.
+/// socket and the state store for the life of the process. On start it
+/// takes the state directory's lock (one daemon per directory), restores
+/// knobs a crashed predecessor left behind, starts its guardian (which
+/// restores every knob if this process dies without a clean shutdown), then
+/// reloads the desired set. On SIGTERM or SIGINT it unloads every policy,
+/// restores every knob it changed and dismisses the guardian.
 public final class DaemonService: Service {
     public let configuration: DaemonConfiguration
     let logger: Logger
@@ -23,8 +25,24 @@ public final class DaemonService: Service {
         self.logger = logger
     }
 
+    /// How long start-up waits for the state directory's lock: a guardian
+    /// restoring after a crash holds it for milliseconds.
+    static let lockWaitSeconds = 3.0
+
     public func run() async throws {
         AllocatorTuning.configure()
+        // Before anything touches the state directory: one process at a time acts on it.
+        let stateLock = try StateDirectoryLock(directory: configuration.stateDirectory, releasedFirst: true)
+        if let holder = stateLock.holder {
+            logger.notice("waiting up to \(Int(Self.lockWaitSeconds)) s for \(stateLock.path), held by pid \(holder)")
+        }
+        guard try await stateLock.lock(waitingAtMost: Self.lockWaitSeconds) else {
+            throw StateDirectoryLockError.held(directory: configuration.stateDirectory, holder: stateLock.holder,
+                                               recordedPID: stateLock.recordedPID, waitedSeconds: Self.lockWaitSeconds)
+        }
+        stateLock.recordOwner(pid: getpid())
+        defer { withExtendedLifetime(stateLock) {} }
+
         // Keep the daemon's own pages resident: it must not stall in reclaim
         // while it handles an OOM. Pages are locked as they are touched.
         if mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 {
@@ -45,6 +63,15 @@ public final class DaemonService: Service {
             recorder.record(EventRecord(timeNs: started, type: .note, policy: nil, summary: summary))
             logger.notice("\(summary)")
             for failure in failures { logger.error("could not restore \(failure)") }
+        }
+
+        // The dead-man's switch, armed before any knob is changed. On every
+        // way out of here the journal is restored first, then it is dismissed.
+        let guardian = try GuardianSupervisor(stateDirectory: configuration.stateDirectory, logger: logger) { recorder.record($0) }
+        guardian.start()
+        defer {
+            for failure in journal.restore() { logger.error("could not restore \(failure)") }
+            guardian.stop()
         }
 
         // Per-program run counts and times for `status`, without touching the

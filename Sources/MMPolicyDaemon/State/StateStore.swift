@@ -264,7 +264,7 @@ public final class StateStore: Sendable {
     }
 
     /// `mkdir -p`, the last component with mode 0700.
-    private static func makeDirectory(_ directory: String) throws(StateStoreError) {
+    static func makeDirectory(_ directory: String) throws(StateStoreError) {
         var stats = stat()
         if stat(directory, &stats) == 0 {
             guard stats.st_mode & S_IFMT == S_IFDIR else { throw .directory(directory, .notDirectory) }

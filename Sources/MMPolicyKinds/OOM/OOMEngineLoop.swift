@@ -250,7 +250,10 @@ final class OOMEngineLoop {
         awaitingClear.removeAll { $0.policy == name }
         for pending in pendingObserved where pending.policy == name { emit(pending.record, policy: name) }
         pendingObserved.removeAll { $0.policy == name }
-        environment.journal.restore(owner: name)
+        // A memcg an enclosing policy governs now keeps its killer off, so it
+        // keeps its journal entry too (restored when it leaves `v1Disabled`).
+        let stillDisabled = Set(v1Disabled.map { $0 + "/memory.oom_control" })
+        environment.journal.restore(paths: environment.journal.entries(owner: name).map(\.path).filter { !stillDisabled.contains($0) })
         engine.counters.withLock { _ = $0.removeValue(forKey: name) }
     }
 
@@ -359,6 +362,12 @@ final class OOMEngineLoop {
     }
 
     /// Hands memcg `origin`'s OOM to the kernel killer until it clears.
+    ///
+    /// This and ``serviceFallbacks(now:)`` write oom_kill_disable without the
+    /// journal, and need not go through it: a memcg is in `v1Disabled` only
+    /// after `journal.write` journaled its original, and the entry stays until
+    /// the memcg leaves `v1Disabled`. So a daemon killed mid-handover is
+    /// restored like any other (and the OOM path takes no SQLite write).
     func handToKernel(_ origin: String, now: UInt64) {
         guard v1Disabled.contains(origin) else { return }
         do {
