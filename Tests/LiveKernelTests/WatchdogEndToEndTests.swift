@@ -15,6 +15,10 @@ import Glibc
 /// The watchdog against real harm: a policy whose callback keeps failing, one
 /// that kills in a loop, a memcg thrashing on zram swap, and a healthy minute
 /// that must trip nothing. The daemon and the CLI run as separate processes.
+///
+/// zram swap is global: while it is on, other suites' memcgs swap instead of
+/// running out of memory. `make test` runs this suite on its own, after the
+/// other live suites.
 @Suite(.serialized)
 struct WatchdogEndToEndTests {
     static let mib: UInt64 = 1 << 20
@@ -133,6 +137,9 @@ struct WatchdogEndToEndTests {
         #expect(seconds <= 5, "ejected \(seconds) s after the thrashing started: \(exit.description)")
         #expect(try loadedNames(daemon) == ["oom_system"], "the system-scope policy stays")
         #expect(!oomKillDisabled(memcg.path))
+        // Its swapped pages go with it, before zram is swapped off.
+        kill(thrash.pid, SIGKILL)
+        #expect(eventually(10) { isGone(thrash.pid) })
     }
 
     @Test func aHealthyMinuteTripsNothing() throws {

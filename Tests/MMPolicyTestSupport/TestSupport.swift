@@ -287,8 +287,15 @@ public final class ZramSwap {
         }
     }
 
+    /// Swaps off and resets. swapoff fails while pages it must bring back
+    /// cannot be charged (a test's memcg at its limit), so it is retried for
+    /// a while as the test's processes die and their memcgs go.
     private func reset() {
-        _ = try? runCommand("/sbin/swapoff", [Self.device])
+        for _ in 0..<100 {
+            let off = (try? runCommand("/sbin/swapoff", [Self.device]))?.status == 0
+            if off || !((try? readFile("/proc/swaps")) ?? "").contains(Self.device) { break }
+            usleep(100_000)
+        }
         try? writeFile(Self.sysfs + "/reset", "1")
     }
 
