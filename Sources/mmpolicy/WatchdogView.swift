@@ -10,7 +10,8 @@ enum WatchdogView {
     static let metrics: [(header: String, metric: GuardMetric)] = [
         ("REFAULT RATIO", .refaultRatio), ("REFAULTS/S/GIB", .refaultRatePerGiB), ("SCAN EFF", .scanEfficiency),
         ("PSI SOME", .psiSomeAvg10), ("KILLS/MIN", .killsPerMinute), ("REJECT/MIN", .rejectionsPerMinute),
-        ("ERRORS/MIN", .decisionErrorsPerMinute), ("FALLBACKS", .consecutiveFallbacks), ("BPF NS/RUN", .bpfNsPerRun),
+        ("ERRORS/MIN", .decisionErrorsPerMinute), ("FALLBACKS", .consecutiveFallbacks), ("CALLBACK US", .callbackMicroseconds),
+        ("BPF NS/RUN", .bpfNsPerRun),
     ]
 
     static func cells(_ window: SignalWindow) -> [String] {

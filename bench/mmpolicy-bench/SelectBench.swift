@@ -60,14 +60,14 @@ struct SelectBench: ParsableCommand {
             let current = liveProcessCount()
             let filler = target > current ? try IdleProcesses(workload: workload, count: target - current) : nil
             let live = liveProcessCount()
-            let scan = try (0..<min(runs, 200)).map { _ -> Double in
+            let scan = (0..<min(runs, 200)).map { _ -> Double in
                 let start = monotonicNanoseconds()
                 _ = procScanVictim()
                 return Double(monotonicNanoseconds() - start) / 1e3
             }
             for (name, policy, selector) in loaded {
                 let request = OOMRequest(trigger: .test, scope: .system, limitBytes: limit, daemonPID: getpid())
-                let program = try policy.object.program(named: policy.ops.program(for: "select_victim")!)!
+                let program = policy.object.program(named: policy.ops.program(for: "select_victim")!)!
                 let before = try program.info()
                 var samples: [Double] = []
                 samples.reserveCapacity(runs)
