@@ -212,7 +212,10 @@ final class DaemonSession {
     /// guard (6 a minute) would turn into kernel fallbacks.
     static let benchKillRate = 1000
 
-    init(mmpolicy: String, objects: String, policies: String, scratch: ScratchDirectory, name: String) throws {
+    /// `extraManifests` (file name -> TOML text) are written into the
+    /// daemon's policy directory as they are, beside the copies.
+    init(mmpolicy: String, objects: String, policies: String, scratch: ScratchDirectory, name: String,
+         extraManifests: [String: String] = [:]) throws {
         self.mmpolicy = mmpolicy
         let policyDir = try scratch.subdirectory(name + "-policies")
         let stateDir = try scratch.subdirectory(name + "-state")
@@ -232,6 +235,7 @@ final class DaemonSession {
             }
             try createFile(policyDir + "/" + file, lines.joined(separator: "\n"))
         }
+        for (file, text) in extraManifests { try createFile(policyDir + "/" + file, text) }
         try createFile(policyDir + "/" + PolicyCatalog.setFileName, "# mmpolicy-bench: nothing loads at start\n")
         process = try ChildProcess(mmpolicy, ["daemon", "--socket", socket, "--state-dir", stateDir, "--policy-dir", policyDir],
                                    output: .file(log), environment: ["MMPOLICY_OBJECT_PATH": absolutePath(objects)])
