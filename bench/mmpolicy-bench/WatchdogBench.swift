@@ -374,7 +374,7 @@ struct WatchdogBench: ParsableCommand {
             } else {
                 let errors = valid.map { Double($0.errors) }, drops = valid.map { Double($0.knobDrops) }
                 let handovers = valid.filter(\.duringHandover).count
-                print("- \(label): decision errors recorded before the exit p50 \(fmt(percentile(errors, 50), 0)) (\(fmt(errors.min() ?? .nan, 0))-\(fmt(errors.max() ?? .nan, 0))); knob drops to 0 per trial (handovers + the ejection) p50 \(fmt(percentile(drops, 50), 0)); ejected during a handover (end = exit event): \(handovers)")
+                print("- \(label): decision errors recorded before the exit p50 \(fmt(percentile(errors, 50), 0)) (\(fmt(errors.min() ?? .nan, 0))-\(fmt(errors.max() ?? .nan, 0))); drops of the knob to 0 the sampler saw per trial (handovers + the ejection; handovers under 5 ms can fall between samples) p50 \(fmt(percentile(drops, 50), 0)); ejected during a handover (end = exit event): \(handovers)")
             }
             let problems = all.compactMap(\.problem)
             if !problems.isEmpty { print("- \(label): \(problems.count) trial(s) not counted: \(Set(problems).sorted().joined(separator: "; "))") }

@@ -94,8 +94,6 @@ final class ScopeSampler: @unchecked Sendable {
     /// Refaults in the onset sample's interval, and the interval, ns.
     var onsetPages: UInt64 = 0
     var onsetIntervalNs: UInt64 = 0
-    /// The first sample whose refault count rose at all.
-    var firstRefaultNs: UInt64?
     /// oom_kill_disable after each change, the first sample's value first.
     var knob: [(ns: UInt64, disabled: Bool)] = []
     var samples = 0
@@ -147,7 +145,6 @@ final class ScopeSampler: @unchecked Sendable {
                 if let refaults {
                     if let previous {
                         let pages = refaults &- previous.refaults, interval = now - previous.ns
-                        if pages > 0, firstRefaultNs == nil { firstRefaultNs = now }
                         if onsetNs == nil, refaults > previous.refaults, Double(pages) * 1e9 >= rate * Double(interval) {
                             (onsetNs, onsetPages, onsetIntervalNs) = (now, pages, interval)
                         }
