@@ -94,9 +94,20 @@ final class BenchMemcg {
     }
 
     deinit {
-        killAll()
-        _ = waitEmpty(timeoutMs: 5000)
-        if rmdir(path) != 0 { print("warning: could not remove \(path): errno \(errno)") }
+        // rmdir can fail with EBUSY for a moment after the group looks
+        // empty (a task still exiting, or one a killed shell loop had forked
+        // joining late): kill and retry for a while.
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        var failure: Int32 = 0
+        repeat {
+            killAll()
+            _ = waitEmpty(timeoutMs: 1000)
+            if rmdir(path) == 0 { return }
+            failure = errno
+            guard failure == EBUSY else { break }
+            sleepMs(50)
+        } while monotonicNanoseconds() < deadline
+        print("warning: could not remove \(path): errno \(failure)")
     }
 }
 

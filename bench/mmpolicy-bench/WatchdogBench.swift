@@ -120,6 +120,8 @@ struct WatchdogBench: ParsableCommand {
         /// Refault trials: refaulted pages in the onset sample's interval, and that interval.
         var onsetPages: UInt64 = 0
         var onsetIntervalNs: UInt64 = 0
+        /// Decision trials: the error that first breaches max_decision_errors (its limit + 1-th).
+        var breachableNs: UInt64?
         /// Decision trials: errors recorded before the exit; times the knob dropped to 0 (kernel handovers, then the ejection).
         var errors = 0
         var knobDrops = 0
@@ -337,6 +339,8 @@ struct WatchdogBench: ParsableCommand {
         let events = ejected ? try daemon.events(policy: policy) : []
         let failures = events.filter { $0.type == .decision && $0.decision?.detail.contains("select_victim failed") == true }
         if let first = failures.first { trial.onsetNs = UInt64(Int64(first.timeNs) - offset) }
+        let limit = Int(Self.guardDefault("max_decision_errors") ?? 3)
+        if failures.count > limit { trial.breachableNs = UInt64(Int64(failures[limit].timeNs) - offset) }
         let exitTime = events.first { $0.type == .exit }?.timeNs ?? .max
         trial.errors = failures.filter { $0.timeNs <= exitTime }.count
         try finish(&trial, daemon: daemon, policy: policy, memcg: memcg, sampler: sampler, ejected: ejected, offsetNs: offset, events: events)
@@ -374,6 +378,10 @@ struct WatchdogBench: ParsableCommand {
             } else {
                 let errors = valid.map { Double($0.errors) }, drops = valid.map { Double($0.knobDrops) }
                 let handovers = valid.filter(\.duringHandover).count
+                let toBreachable = valid.compactMap { t in t.breachableNs.flatMap { b in t.onsetNs.map { Double(Int64(b) - Int64($0)) / 1e9 } } }
+                let fromBreachable = valid.compactMap { t in t.breachableNs.flatMap { b in t.restoredNs.map { Double(Int64($0) - Int64(b)) / 1e9 } } }
+                let limit = Int(Self.guardDefault("max_decision_errors") ?? 3)
+                print("- \(label): the guard can first breach at error \(limit + 1) (max_decision_errors \(limit)): first error -> error \(limit + 1) p50 \(fmt(percentile(toBreachable, 50), 3)) s (max \(fmt(toBreachable.max() ?? .nan, 3)) s); error \(limit + 1) -> knob restored p50 \(fmt(percentile(fromBreachable, 50), 3)) s, p99 \(fmt(percentile(fromBreachable, 99), 3)) s, max \(fmt(fromBreachable.max() ?? .nan, 3)) s")
                 print("- \(label): decision errors recorded before the exit p50 \(fmt(percentile(errors, 50), 0)) (\(fmt(errors.min() ?? .nan, 0))-\(fmt(errors.max() ?? .nan, 0))); drops of the knob to 0 the sampler saw per trial (handovers + the ejection; handovers under 5 ms can fall between samples) p50 \(fmt(percentile(drops, 50), 0)); ejected during a handover (end = exit event): \(handovers)")
             }
             let problems = all.compactMap(\.problem)
