@@ -87,12 +87,13 @@ test: build
 
 bench: setup
 	tools/setup --bench
-	$(MAKE) $(POLICY_OBJS) $(SENSOR_OBJS) $(BENCH_OBJS)
+	$(MAKE) $(POLICY_OBJS) $(SENSOR_OBJS) $(BENCH_OBJS) $(FIXTURE_OUT)/oom_fixed_victim.bpf.o
 	swift build -c release --product mmpolicy-bench
 	swift build -c release --product mmpolicy-workload
 	swift build -c release --product mmpolicy
 	.build/release/mmpolicy-bench select
 	.build/release/mmpolicy-bench oom
+	.build/release/mmpolicy-bench watchdog
 
 clean:
 	rm -rf $(BUILD) .build

@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "mmpolicy-bench",
             dependencies: [
-                "BPFKit", "MMPolicyCore", "MMPolicyKinds",
+                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "MMPolicyWatchdog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "bench/mmpolicy-bench"

@@ -5,6 +5,8 @@
 //   oom:              time from an OOM to the victim's memory being released,
 //                     mmpolicy vs the kernel OOM killer (v1 memcg) and vs
 //                     earlyoom (system scope); the daemon's idle cost.
+//   watchdog:         how fast the watchdog ejects a harmful policy (refault
+//                     and decision-health guards), and its sampler's CPU cost.
 import ArgumentParser
 
 @main
@@ -12,6 +14,6 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mmpolicy-bench",
         abstract: "Benchmarks of mmpolicy against the kernel and its peers.",
-        subcommands: [SelectBench.self, OOMBench.self],
+        subcommands: [SelectBench.self, OOMBench.self, WatchdogBench.self],
         defaultSubcommand: SelectBench.self)
 }

@@ -38,9 +38,11 @@ func fmt(_ value: Double, _ decimals: Int = 1) -> String {
     for _ in 0..<decimals { scale *= 10 }
     let scaled = Int((value * scale).rounded())
     if decimals == 0 { return String(scaled) }
-    let whole = scaled / Int(scale), frac = abs(scaled % Int(scale))
+    // The sign apart: -0.9 has a whole part of 0, which has no sign.
+    let sign = scaled < 0 ? "-" : "", magnitude = abs(scaled)
+    let whole = magnitude / Int(scale), frac = magnitude % Int(scale)
     let fracText = String(frac)
-    return "\(whole).\(String(repeating: "0", count: decimals - fracText.count))\(fracText)"
+    return "\(sign)\(whole).\(String(repeating: "0", count: decimals - fracText.count))\(fracText)"
 }
 
 extension String {

@@ -94,9 +94,20 @@ final class BenchMemcg {
     }
 
     deinit {
-        killAll()
-        _ = waitEmpty(timeoutMs: 5000)
-        if rmdir(path) != 0 { print("warning: could not remove \(path): errno \(errno)") }
+        // rmdir can fail with EBUSY for a moment after the group looks
+        // empty (a task still exiting, or one a killed shell loop had forked
+        // joining late): kill and retry for a while.
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        var failure: Int32 = 0
+        repeat {
+            killAll()
+            _ = waitEmpty(timeoutMs: 1000)
+            if rmdir(path) == 0 { return }
+            failure = errno
+            guard failure == EBUSY else { break }
+            sleepMs(50)
+        } while monotonicNanoseconds() < deadline
+        print("warning: could not remove \(path): errno \(failure)")
     }
 }
 
@@ -212,7 +223,10 @@ final class DaemonSession {
     /// guard (6 a minute) would turn into kernel fallbacks.
     static let benchKillRate = 1000
 
-    init(mmpolicy: String, objects: String, policies: String, scratch: ScratchDirectory, name: String) throws {
+    /// `extraManifests` (file name -> TOML text) are written into the
+    /// daemon's policy directory as they are, beside the copies.
+    init(mmpolicy: String, objects: String, policies: String, scratch: ScratchDirectory, name: String,
+         extraManifests: [String: String] = [:]) throws {
         self.mmpolicy = mmpolicy
         let policyDir = try scratch.subdirectory(name + "-policies")
         let stateDir = try scratch.subdirectory(name + "-state")
@@ -232,6 +246,7 @@ final class DaemonSession {
             }
             try createFile(policyDir + "/" + file, lines.joined(separator: "\n"))
         }
+        for (file, text) in extraManifests { try createFile(policyDir + "/" + file, text) }
         try createFile(policyDir + "/" + PolicyCatalog.setFileName, "# mmpolicy-bench: nothing loads at start\n")
         process = try ChildProcess(mmpolicy, ["daemon", "--socket", socket, "--state-dir", stateDir, "--policy-dir", policyDir],
                                    output: .file(log), environment: ["MMPOLICY_OBJECT_PATH": absolutePath(objects)])
