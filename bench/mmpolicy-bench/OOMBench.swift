@@ -273,6 +273,9 @@ struct OOMBench: ParsableCommand {
             }
             print("\nmmpolicy's own latency breakdown at system scope, \(enforced.count) enforced of \(decisions.count) decisions:\n")
             printBreakdown(enforced, killTarget: false, cleared: false)
+            let triggers = Dictionary(grouping: enforced.compactMap { $0.decision?.trigger }, by: { $0 })
+                .map { "\($0.value.count)x \($0.key)" }.sorted().joined(separator: ", ")
+            print("\nWhat woke the daemon for them: \(triggers). Per episode, crossing -> signal ms (in order): \(policy.map { $0.signalMs.map { fmt($0) } ?? "-" }.joined(separator: ", "))")
         }
         func ratio(_ series: [[Double]], _ p: Double) -> Double { percentile(series[2], p) / percentile(series[1], p) }
         let full50 = ratio(reaction, 50), full99 = ratio(reaction, 99), sig50 = ratio(signalled, 50), sig99 = ratio(signalled, 99)

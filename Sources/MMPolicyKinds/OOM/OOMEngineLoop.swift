@@ -476,11 +476,16 @@ final class OOMEngineLoop {
     func checkSystem(t0: UInt64, pressure: Bool) {
         guard let policy = systemPolicy else { return }
         guard let memory = try? MemInfo.read() else { return }
-        // Without the sensors, poll adaptively as earlyoom does: sooner when
-        // the headroom would fill in under a second at 6 GiB/s.
+        // Poll adaptively as earlyoom does: sooner when the headroom would
+        // fill in under a second at 6 GiB/s. With the sensors the RSS budget
+        // catches fast growth at once, but memory that is no process's RSS
+        // (tmpfs and memfd pages, the kernel's own) also eats the headroom,
+        // and only a fresh MemAvailable re-arms the budget to match: so the
+        // sensors relax the floor, not the rule.
         let threshold = UInt64(Double(memory.memTotal) * policy.trigger.memAvailablePercent / 100)
         let headroom = memory.memAvailable > threshold ? memory.memAvailable - threshold : 0
-        let pollNs: UInt64 = sensors == nil ? Swift.max(10_000_000, Swift.min(1_000_000_000, headroom / 6)) : 1_000_000_000
+        let floorNs: UInt64 = sensors == nil ? 10_000_000 : 50_000_000
+        let pollNs = Swift.max(floorNs, Swift.min(1_000_000_000, headroom / 6))
         nextSystemCheckNs = t0 + pollNs
         if let sensors { try? sensors.arm(budgetBytes: SystemShortage.wakeBudget(memory, policy.trigger)) }
         guard t0 >= systemSettleUntilNs, SystemShortage.isShort(memory, policy.trigger, pressure: pressure) else { return }
