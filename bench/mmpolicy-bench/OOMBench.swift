@@ -186,7 +186,7 @@ struct OOMBench: ParsableCommand {
         let runner = SystemEpisodeRunner(workload: workload, ballast: ballast, reader: reader, thresholdPercent: 10,
                                          headroomBytes: UInt64(headroomMib) << 20, growRate: systemRate, killClock: killClock)
         print("## System scope: MemAvailable <= 10 % -> the grower's memory released\n")
-        print("RAM is filled with ballast (memfd pages: no process owns them) until MemAvailable is \(headroomMib) MiB above 10 % of MemTotal; then one `grow --rate \(systemRate) --oom-score-adj 1000` allocates until killed. A sampler thread (SCHED_FIFO) reads /proc/meminfo every 1 ms: start = the last sample above 10 % before MemAvailable crossed it (or, if the killer freed memory before any sample saw the crossing, the sample with the lowest MemAvailable), signal = the first SIGTERM/SIGKILL to the grower (signal:signal_generate), end = the grower's pidfd readable. \(systemEpisodes) episodes each, one killer at a time.\n")
+        print("RAM is filled with ballast (memfd pages: no process owns them) until MemAvailable is \(headroomMib) MiB above 10 % of MemTotal; then one `grow --rate \(systemRate) --oom-score-adj 1000` allocates until killed. A sampler thread (SCHED_FIFO) reads /proc/meminfo every 1 ms: start = the last sample above 10 % before MemAvailable crossed it for the last time before the contender's signal (it can dip under the line for a moment and come back: a killer reading in between never saw that dip) (or, if the killer freed memory before any sample saw the crossing, the sample with the lowest MemAvailable), signal = the first SIGTERM/SIGKILL to the grower (signal:signal_generate), end = the grower's pidfd readable. \(systemEpisodes) episodes each, one killer at a time.\n")
         let memory = try MemInfo.read()
         guard memory.memAvailable > runner.thresholdBytes + runner.headroomBytes + (512 << 20) else {
             throw BenchError("MemAvailable is already \(memory.memAvailable >> 20) MiB: too little to start system episodes")
@@ -257,6 +257,8 @@ struct OOMBench: ParsableCommand {
             let signals = Dictionary(grouping: valid.compactMap(\.signal), by: { $0 }).map { "\($0.value.count)x \(signalName($0.key))" }.sorted().joined(separator: ", ")
             print("| \(name) | \(valid.count)/\(all.count) | \(fmt(percentile(toSignal, 50))) | \(fmt(percentile(toSignal, 99))) | \(fmt(percentile(release, 50))) | \(fmt(percentile(ms, 50))) | \(fmt(percentile(ms, 99))) | \(fmt(ms.max() ?? .nan)) | \(signals) | \(valid.filter(\.crossingSeen).count)/\(valid.count) | \(fmt(valid.map(\.minAvailablePercent).min() ?? .nan, 2)) | \(fmt(valid.map(\.maxSampleGapMs).max() ?? .nan, 2)) |")
         }
+        print("\nEpisodes timed from a later crossing, because MemAvailable dipped under the line and came back before it (each contender is timed from the last crossing before its signal): "
+              + rows.map { "\($0.0.split(separator: ":").first ?? "") \($0.1.filter { $0.dips > 0 }.count)" }.joined(separator: ", ") + ".")
         for (name, all) in rows {
             let problems = all.compactMap(\.problem)
             if !problems.isEmpty { print("\n\(name): \(problems.count) episodes not counted: \(Set(problems).sorted().joined(separator: "; "))") }
@@ -273,9 +275,12 @@ struct OOMBench: ParsableCommand {
             }
             print("\nmmpolicy's own latency breakdown at system scope, \(enforced.count) enforced of \(decisions.count) decisions:\n")
             printBreakdown(enforced, killTarget: false, cleared: false)
-            let triggers = Dictionary(grouping: enforced.compactMap { $0.decision?.trigger }, by: { $0 })
+            let wakers = Dictionary(grouping: enforced.map { $0.decision?.wokenBy ?? "?" }, by: { $0 })
                 .map { "\($0.value.count)x \($0.key)" }.sorted().joined(separator: ", ")
-            print("\nWhat woke the daemon for them: \(triggers). Per episode, crossing -> signal ms (in order): \(policy.map { $0.signalMs.map { fmt($0) } ?? "-" }.joined(separator: ", "))")
+            let wakeMs = enforced.compactMap { $0.decision?.latency.wakeUs.map { $0 / 1000 } }
+            print("\nWhat woke the daemon for them: \(wakers); from a sensor's event to the daemon awake p50 \(fmt(percentile(wakeMs, 50))) ms, max \(fmt(wakeMs.max() ?? .nan)) ms.")
+            print("Per episode, crossing -> signal ms (in order): \(policy.map { $0.signalMs.map { fmt($0) } ?? "-" }.joined(separator: ", "))")
+            print("Per decision, woken by (wake ms): \(enforced.map { "\($0.decision?.wokenBy ?? "?")" + ($0.decision?.latency.wakeUs.map { " (\(fmt($0 / 1000)))" } ?? "") }.joined(separator: ", "))")
         }
         func ratio(_ series: [[Double]], _ p: Double) -> Double { percentile(series[2], p) / percentile(series[1], p) }
         let full50 = ratio(reaction, 50), full99 = ratio(reaction, 99), sig50 = ratio(signalled, 50), sig99 = ratio(signalled, 99)

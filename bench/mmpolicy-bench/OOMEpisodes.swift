@@ -161,6 +161,9 @@ struct SystemEpisode {
     var signal: Int32?
     /// Lowest MemAvailable the sampler saw, % of MemTotal.
     var minAvailablePercent: Double = 100
+    /// Dips under the line that MemAvailable came back from before the
+    /// crossing the contender is timed from.
+    var dips = 0
     var problem: String?
 }
 
@@ -179,6 +182,15 @@ final class SystemSampler: @unchecked Sendable {
     var crossingNs: UInt64?
     /// The last sample above the threshold before `crossingNs`.
     var lastAboveNs: UInt64?
+    /// Every crossing, in order: (the last sample above, the first at or
+    /// below). MemAvailable can dip under the line for a moment and come
+    /// back (a short-lived allocation somewhere); a killer that happened to
+    /// read in between never saw that dip, so each contender is timed from
+    /// the last crossing before its signal.
+    var crossings: [(aboveNs: UInt64, belowNs: UInt64)] = []
+    /// The latest sample above the threshold (crossings are cut from it).
+    private var latestAboveNs: UInt64?
+    private var below = false
     var endNs: UInt64?
     var minAvailable = UInt64.max
     var minAvailableNs: UInt64?
@@ -213,6 +225,8 @@ final class SystemSampler: @unchecked Sendable {
             let available = reader.read()
             if available < minAvailable { (minAvailable, minAvailableNs, gapAtMin) = (available, now, runningMaxGap) }
             if available <= thresholdBytes {
+                if !below, let above = latestAboveNs { crossings.append((above, now)) }
+                below = true
                 if crossingNs == nil {
                     crossingNs = now
                     if killAtCrossing {
@@ -220,8 +234,10 @@ final class SystemSampler: @unchecked Sendable {
                         _ = try? grower.releaseMemory()
                     }
                 }
-            } else if crossingNs == nil {
-                (lastAboveNs, gapAtLastAbove) = (now, runningMaxGap)
+            } else {
+                below = false
+                latestAboveNs = now
+                if crossingNs == nil { (lastAboveNs, gapAtLastAbove) = (now, runningMaxGap) }
             }
             if available < safetyBytes {
                 safetyTripped = true
@@ -291,7 +307,13 @@ struct SystemEpisodeRunner {
             episode.maxSampleGapMs = Double(sampler.maxGapNs) / 1e6
             let seen = killClock.take(grower.pid)
             episode.signalSender = seen.map { pid_t($0.sender) }
-            if let start = episode.crossingSeen ? sampler.lastAboveNs : sampler.minAvailableNs {
+            // The last crossing before the signal (see `SystemSampler.crossings`).
+            var crossingStart = sampler.lastAboveNs
+            if let seen, let last = sampler.crossings.last(where: { $0.belowNs <= seen.ns }) {
+                crossingStart = last.aboveNs
+                episode.dips = sampler.crossings.filter { $0.belowNs < last.belowNs }.count
+            }
+            if let start = episode.crossingSeen ? crossingStart : sampler.minAvailableNs {
                 episode.reactionMs = Double(endNs - start) / 1e6
                 if let seen { episode.signalMs = (Double(seen.ns) - Double(start)) / 1e6 }
             }

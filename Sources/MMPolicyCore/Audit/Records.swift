@@ -123,11 +123,17 @@ public struct DecisionRecord: Codable, Sendable, Equatable {
     public var victimRSSBytes: UInt64?
     /// Observe mode: the pid the kernel's killer chose for this OOM, if seen.
     public var kernelVictimPID: Int32?
+    /// What woke the daemon for it: "memcg-eventfd", "rss-budget",
+    /// "direct-reclaim", "kswapd-wake", "psi", "memory-events" or "poll".
+    public var wokenBy: String?
     public var latency: Latency
 
     /// Microseconds from the trigger (the moment the daemon saw it) to each step;
     /// nil for steps that did not happen.
     public struct Latency: Codable, Sendable, Equatable {
+        /// The kernel event that woke the daemon (a sensor's time stamp) ->
+        /// the daemon awake; nil when no sensor woke it.
+        public var wakeUs: Double?
         /// Trigger seen -> select_victim returned.
         public var decisionUs: Double?
         /// Time inside the BPF callback alone, as BPF_PROG_RUN measured it.
@@ -140,7 +146,8 @@ public struct DecisionRecord: Codable, Sendable, Equatable {
         public var clearedUs: Double?
 
         public init(decisionUs: Double? = nil, callbackUs: Double? = nil, killUs: Double? = nil,
-                    releasedUs: Double? = nil, clearedUs: Double? = nil) {
+                    releasedUs: Double? = nil, clearedUs: Double? = nil, wakeUs: Double? = nil) {
+            self.wakeUs = wakeUs
             self.decisionUs = decisionUs
             self.callbackUs = callbackUs
             self.killUs = killUs

@@ -125,18 +125,28 @@ final class OOMEngineLoop {
 
             // Kernel signals first: they time-stamp what the kernel did.
             var systemWake = false, systemPressure = false
+            var systemWokenBy = "poll", systemEventNs: UInt64? = nil
             if let sensorIndex, fds[sensorIndex].revents != 0 || n == 0, let sensors {
                 do {
                     for event in try sensors.drain() {
                         switch event.kind {
                         case .markVictim: handleKernelKill(event, now: t0)
-                        case .directReclaim, .kswapdWake, .rssBudget: systemWake = true
+                        case .directReclaim, .kswapdWake, .rssBudget:
+                            if !systemWake {
+                                systemWokenBy = event.kind == .rssBudget ? "rss-budget" : event.kind == .kswapdWake ? "kswapd-wake" : "direct-reclaim"
+                                systemEventNs = event.timeNs
+                            }
+                            systemWake = true
                         case .memcgReclaim: break
                         }
                     }
                 } catch { environment.log("reading the OOM sensors failed: \(error)") }
             }
-            if let psiIndex, fds[psiIndex].revents != 0 { systemWake = true; systemPressure = true }
+            if let psiIndex, fds[psiIndex].revents != 0 {
+                if !systemWake { systemWokenBy = "psi" }
+                systemWake = true
+                systemPressure = true
+            }
 
             var fired: [String] = []
             for (offset, path) in notifierPaths.enumerated() where fds[offset + 1].revents != 0 {
@@ -146,13 +156,18 @@ final class OOMEngineLoop {
 
             for (name, eventsIndex, psiIndex) in v2Indices {
                 guard let watch = v2Watches[name], let policy = policies[name] else { continue }
-                var woke = false, pressure = false
-                if let eventsIndex, fds[eventsIndex].revents != 0 { _ = watch.events?.drain(); woke = true }
-                if let psiIndex, fds[psiIndex].revents != 0 { woke = true; pressure = true }
-                if woke || t0 >= watch.nextCheckNs { checkV2(watch, policy, t0: t0, pressure: pressure) }
+                var wokenBy = "poll", pressure = false
+                if let eventsIndex, fds[eventsIndex].revents != 0 { _ = watch.events?.drain(); wokenBy = "memory-events" }
+                if let psiIndex, fds[psiIndex].revents != 0 {
+                    if wokenBy == "poll" { wokenBy = "psi" }
+                    pressure = true
+                }
+                if wokenBy != "poll" || t0 >= watch.nextCheckNs { checkV2(watch, policy, t0: t0, pressure: pressure, wokenBy: wokenBy) }
             }
 
-            if systemWake || t0 >= nextSystemCheckNs { checkSystem(t0: t0, pressure: systemPressure) }
+            if systemWake || t0 >= nextSystemCheckNs {
+                checkSystem(t0: t0, pressure: systemPressure, wokenBy: systemWokenBy, eventNs: systemEventNs)
+            }
             if t0 >= nextRescanNs { reconcileV1(); nextRescanNs = t0 + Self.rescanIntervalNs }
             serviceFallbacks(now: t0)
             serviceAwaitingClear(now: t0)
@@ -357,7 +372,8 @@ final class OOMEngineLoop {
                 emit(pending.record, policy: pending.policy)
             }
             let scope = (try? ResolvedScope.cgroup(origin, mount: policy.scope.mount)) ?? policy.scope
-            decide(policy, origin: origin, scope: scope, trigger: .memcgOOM, limit: limit, usage: usage, t0: t0)
+            decide(policy, origin: origin, scope: scope, trigger: .memcgOOM, limit: limit, usage: usage, t0: t0,
+                   wokenBy: "memcg-eventfd")
         }
     }
 
@@ -423,7 +439,7 @@ final class OOMEngineLoop {
 
     // MARK: cgroup v2
 
-    func checkV2(_ watch: MemcgV2Watch, _ policy: OOMPolicyInstance, t0: UInt64, pressure: Bool) {
+    func checkV2(_ watch: MemcgV2Watch, _ policy: OOMPolicyInstance, t0: UInt64, pressure: Bool, wokenBy: String = "poll") {
         watch.nextCheckNs = t0 + 1_000_000_000
         let memcg = MemcgV2(path: watch.path)
         guard let events = try? memcg.events() else { return }
@@ -435,7 +451,7 @@ final class OOMEngineLoop {
         if act && t0 >= watch.settleUntilNs {
             let kernelWasFirst = watch.previous.map { events.oom > $0.oom || events.oomKill > $0.oomKill } ?? false
             decide(policy, origin: watch.path, scope: policy.scope, trigger: kernelWasFirst ? .memcgOOM : .pressure,
-                   limit: (max ?? nil) ?? 0, usage: (try? memcg.current()) ?? 0, t0: t0)
+                   limit: (max ?? nil) ?? 0, usage: (try? memcg.current()) ?? 0, t0: t0, wokenBy: wokenBy)
             watch.settleUntilNs = monotonicNanoseconds() + (policy.mode == .enforce ? 100_000_000 : 1_000_000_000)
         } else if policy.trigger.steerOOMScoreAdj && policy.mode == .enforce {
             steer(watch, policy)
@@ -473,25 +489,26 @@ final class OOMEngineLoop {
 
     // MARK: system
 
-    func checkSystem(t0: UInt64, pressure: Bool) {
+    func checkSystem(t0: UInt64, pressure: Bool, wokenBy: String = "poll", eventNs: UInt64? = nil) {
         guard let policy = systemPolicy else { return }
         guard let memory = try? MemInfo.read() else { return }
         // Poll adaptively as earlyoom does: sooner when the headroom would
-        // fill in under a second at 6 GiB/s. With the sensors the RSS budget
-        // catches fast growth at once, but memory that is no process's RSS
+        // fill in under a second at 6 GiB/s (10 ms at most 60 MiB above the
+        // line). The sensors' RSS budget wakes the daemon within ~0.1 ms of
+        // the growth that spends it, but memory that is no process's RSS
         // (tmpfs and memfd pages, the kernel's own) also eats the headroom,
-        // and only a fresh MemAvailable re-arms the budget to match: so the
-        // sensors relax the floor, not the rule.
+        // and only a fresh MemAvailable re-arms the budget to match: the poll
+        // bounds the reaction, the sensors make it immediate.
         let threshold = UInt64(Double(memory.memTotal) * policy.trigger.memAvailablePercent / 100)
         let headroom = memory.memAvailable > threshold ? memory.memAvailable - threshold : 0
-        let floorNs: UInt64 = sensors == nil ? 10_000_000 : 50_000_000
-        let pollNs = Swift.max(floorNs, Swift.min(1_000_000_000, headroom / 6))
+        let pollNs = Swift.max(10_000_000, Swift.min(1_000_000_000, headroom / 6))
         nextSystemCheckNs = t0 + pollNs
         if let sensors { try? sensors.arm(budgetBytes: SystemShortage.wakeBudget(memory, policy.trigger)) }
         guard t0 >= systemSettleUntilNs, SystemShortage.isShort(memory, policy.trigger, pressure: pressure) else { return }
         decide(policy, origin: nil, scope: .system, trigger: pressure ? .pressure : .lowMemory,
                limit: memory.memTotal + memory.swapTotal,
-               usage: (memory.memTotal - memory.memAvailable) + (memory.swapTotal - memory.swapFree), t0: t0)
+               usage: (memory.memTotal - memory.memAvailable) + (memory.swapTotal - memory.swapFree), t0: t0,
+               wokenBy: wokenBy, eventNs: eventNs)
         systemSettleUntilNs = monotonicNanoseconds() + (policy.mode == .enforce ? 50_000_000 : 1_000_000_000)
         nextSystemCheckNs = Swift.min(nextSystemCheckNs, systemSettleUntilNs)
     }
@@ -501,9 +518,11 @@ final class OOMEngineLoop {
     /// Asks `policy` for a victim for an OOM in `origin` (nil = system),
     /// validates, and kills or falls back; records the outcome.
     func decide(_ policy: OOMPolicyInstance, origin: String?, scope: ResolvedScope, trigger: OOMTrigger,
-                limit: UInt64, usage: UInt64, t0: UInt64) {
+                limit: UInt64, usage: UInt64, t0: UInt64, wokenBy: String? = nil, eventNs: UInt64? = nil) {
         var record = DecisionRecord(trigger: trigger.name, scope: policy.scope.description, origin: origin ?? "system",
                                     outcome: .fallback)
+        record.wokenBy = wokenBy
+        record.latency.wakeUs = eventNs.map { t0 > $0 ? Double(t0 - $0) / 1000 : 0 }
         let request = OOMRequest(trigger: trigger, scope: scope, limitBytes: limit, usageBytes: usage,
                                  shortfallBytes: usage > limit ? usage - limit : 0, daemonPID: environment.daemonPID)
         let callStart = monotonicNanoseconds()
