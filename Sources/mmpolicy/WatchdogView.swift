@@ -19,9 +19,9 @@ enum WatchdogView {
     }
 
     /// Guards with a run of breaches going: "max_kills_per_minute 2/3".
-    static func breaching(_ status: WatchdogPolicyStatus, breachWindows: Int) -> String {
+    static func breaching(_ status: WatchdogPolicyStatus) -> String {
         let running = status.guards.filter { $0.consecutiveBreaches > 0 }
-        return running.isEmpty ? "-" : running.map { "\($0.rule.name) \($0.consecutiveBreaches)/\(breachWindows)" }.joined(separator: ", ")
+        return running.isEmpty ? "-" : running.map { "\($0.rule.name) \($0.consecutiveBreaches)/\(status.breachWindows)" }.joined(separator: ", ")
     }
 
     /// One row per loaded policy: its latest window.
@@ -30,7 +30,7 @@ enum WatchdogView {
             guard let status = p.watchdog, let latest = status.latest else {
                 return [p.name] + metrics.map { _ in "-" } + ["(first window pending)"]
             }
-            return [p.name] + cells(latest) + [breaching(status, breachWindows: 3)]
+            return [p.name] + cells(latest) + [breaching(status)]
         })
     }
 

@@ -229,44 +229,32 @@ struct WatchdogBench: ParsableCommand {
         try Interrupt.check()
         let memcg = try BenchMemcg(path: "\(Self.memcgPrefix)-refault-\(index)", limitBytes: limitBytes)
         let policy = "wd_refault_\(index)"
-        try daemon.cli(["load", "oom_largest", "--name", policy, "--scope", memcg.path, "--mode", "enforce"])
-        var ejected = false
-        defer {
-            if !ejected { _ = try? daemon.cli(["unload", policy]) }
-            withExtendedLifetime(memcg) {}
+        return try armedTrial(policy, load: ["oom_largest"], memcg: memcg, daemon: daemon, refaultPagesPerSecond: pagesPerSecond) { sampler, stopSampler, offset in
+            var thrash: ChildProcess?
+            defer {
+                thrash?.kill(SIGKILL)
+                thrash?.wait()
+            }
+            sleepMs(20)  // the sampler's baseline
+            try randomPhase(windowSeconds: windowSeconds)
+            let child = try ChildProcess(workload, ["thrash", "--rss", thrashRss, "--cgroup", memcg.path])
+            thrash = child
+            try child.waitReady()
+            var trial = DetectionTrial()
+            trial.workloadReadyNs = monotonicNanoseconds()
+            let ejected = try awaitEjection(daemon, policy: policy, sampler: sampler, timeoutMs: trialTimeout * 1000)
+            stopSampler()
+            trial.onsetNs = sampler.onsetNs
+            trial.onsetPages = sampler.onsetPages
+            trial.onsetIntervalNs = sampler.onsetIntervalNs
+            let events = ejected ? try daemon.events(policy: policy) : []
+            try finish(&trial, daemon: daemon, policy: policy, memcg: memcg, sampler: sampler, ejected: ejected, offsetNs: offset, events: events)
+            if trial.problem == nil, let name = trial.guardName, !Self.refaultGuards.contains(name) {
+                trial.problem = "tripped by \(name), not a refault guard"
+            }
+            if trial.problem == nil, sampler.knobDrops != 1 { trial.problem = "oom_kill_disable dropped to 0 \(sampler.knobDrops) times" }
+            return (trial, ejected)
         }
-        guard try memcg.memcg.oomControl().oomKillDisable else { throw BenchError("loading \(policy) in enforce mode left oom_kill_disable 0 on \(memcg.path)") }
-        try daemon.waitForWindows(policy: policy, windows: 2)
-        let offset = wallMinusMonotonicNs()
-        let sampler = try ScopeSampler(memcg: memcg.path, refaultPagesPerSecond: pagesPerSecond)
-        let thread = try MeasuringThread { sampler.run() }
-        var thrash: ChildProcess?
-        defer {
-            sampler.stop()
-            thread.join()
-            thrash?.kill(SIGKILL)
-            thrash?.wait()
-        }
-        sleepMs(20)  // the sampler's baseline
-        try randomPhase(windowSeconds: windowSeconds)
-        let child = try ChildProcess(workload, ["thrash", "--rss", thrashRss, "--cgroup", memcg.path])
-        thrash = child
-        try child.waitReady()
-        var trial = DetectionTrial()
-        trial.workloadReadyNs = monotonicNanoseconds()
-        ejected = try awaitEjection(daemon, policy: policy, sampler: sampler, timeoutMs: trialTimeout * 1000)
-        sampler.stop()
-        thread.join()
-        trial.onsetNs = sampler.onsetNs
-        trial.onsetPages = sampler.onsetPages
-        trial.onsetIntervalNs = sampler.onsetIntervalNs
-        let events = ejected ? try daemon.events(policy: policy) : []
-        try finish(&trial, daemon: daemon, policy: policy, memcg: memcg, sampler: sampler, ejected: ejected, offsetNs: offset, events: events)
-        if trial.problem == nil, let name = trial.guardName, !Self.refaultGuards.contains(name) {
-            trial.problem = "tripped by \(name), not a refault guard"
-        }
-        if trial.problem == nil, sampler.knobDrops != 1 { trial.problem = "oom_kill_disable dropped to 0 \(sampler.knobDrops) times" }
-        return trial
     }
 
     // MARK: decision-health guards
@@ -310,7 +298,42 @@ struct WatchdogBench: ParsableCommand {
             throw BenchError("swap is on and \(memsw) is missing (no swap accounting): the grower would swap instead of hitting OOM")
         }
         let policy = "wd_decision_\(index)"
-        try daemon.cli(["load", "oom_fixed_victim", "--name", policy, "--set", "return_error=1", "--scope", memcg.path, "--mode", "enforce"])
+        return try armedTrial(policy, load: ["oom_fixed_victim", "--set", "return_error=1"], memcg: memcg, daemon: daemon,
+                              refaultPagesPerSecond: nil) { sampler, stopSampler, offset in
+            var loop: ChildProcess?
+            defer {
+                loop?.kill(SIGKILL)
+                loop?.wait()
+                memcg.killAll()
+            }
+            try randomPhase(windowSeconds: windowSeconds)
+            let command = "'\(workload)' grow --rate '\(growRate)' --cgroup '\(memcg.path)'"
+            loop = try ChildProcess("/bin/sh", ["-c", "while [ -d '\(memcg.path)' ]; do \(command); sleep 0.05; done"], output: .null)
+            var trial = DetectionTrial()
+            let ejected = try awaitEjection(daemon, policy: policy, sampler: sampler, timeoutMs: trialTimeout * 1000)
+            stopSampler()
+            let events = ejected ? try daemon.events(policy: policy) : []
+            let failures = events.filter { $0.type == .decision && $0.decision?.detail.contains("select_victim failed") == true }
+            if let first = failures.first { trial.onsetNs = UInt64(Int64(first.timeNs) - offset) }
+            let limit = Int(Self.guardDefault("max_decision_errors") ?? 3)
+            if failures.count > limit { trial.breachableNs = UInt64(Int64(failures[limit].timeNs) - offset) }
+            let exitTime = events.first { $0.type == .exit }?.timeNs ?? .max
+            trial.errors = failures.filter { $0.timeNs <= exitTime }.count
+            try finish(&trial, daemon: daemon, policy: policy, memcg: memcg, sampler: sampler, ejected: ejected, offsetNs: offset, events: events)
+            return (trial, ejected)
+        }
+    }
+
+    /// What every detection trial does around its workload: loads `policy`
+    /// (`mmpolicy load <load...> --name policy --scope <memcg> --mode enforce`),
+    /// checks that it disabled the kernel killer on the memcg, waits for 2
+    /// watchdog windows, and runs the 5 ms sampler while `body` starts the
+    /// harm and waits for the ejection. `body` gets the sampler, a way to
+    /// stop it, and CLOCK_REALTIME - CLOCK_MONOTONIC; it returns the trial
+    /// and whether the policy was ejected (if not, it is unloaded here).
+    func armedTrial(_ policy: String, load: [String], memcg: BenchMemcg, daemon: DaemonSession, refaultPagesPerSecond: Double?,
+                    _ body: (ScopeSampler, () -> Void, Int64) throws -> (DetectionTrial, ejected: Bool)) throws -> DetectionTrial {
+        try daemon.cli(["load"] + load + ["--name", policy, "--scope", memcg.path, "--mode", "enforce"])
         var ejected = false
         defer {
             if !ejected { _ = try? daemon.cli(["unload", policy]) }
@@ -319,31 +342,15 @@ struct WatchdogBench: ParsableCommand {
         guard try memcg.memcg.oomControl().oomKillDisable else { throw BenchError("loading \(policy) in enforce mode left oom_kill_disable 0 on \(memcg.path)") }
         try daemon.waitForWindows(policy: policy, windows: 2)
         let offset = wallMinusMonotonicNs()
-        let sampler = try ScopeSampler(memcg: memcg.path, refaultPagesPerSecond: nil)
+        let sampler = try ScopeSampler(memcg: memcg.path, refaultPagesPerSecond: refaultPagesPerSecond)
         let thread = try MeasuringThread { sampler.run() }
-        var loop: ChildProcess?
-        defer {
+        let stop = {
             sampler.stop()
             thread.join()
-            loop?.kill(SIGKILL)
-            loop?.wait()
-            memcg.killAll()
         }
-        try randomPhase(windowSeconds: windowSeconds)
-        let command = "'\(workload)' grow --rate '\(growRate)' --cgroup '\(memcg.path)'"
-        loop = try ChildProcess("/bin/sh", ["-c", "while [ -d '\(memcg.path)' ]; do \(command); sleep 0.05; done"], output: .null)
-        var trial = DetectionTrial()
-        ejected = try awaitEjection(daemon, policy: policy, sampler: sampler, timeoutMs: trialTimeout * 1000)
-        sampler.stop()
-        thread.join()
-        let events = ejected ? try daemon.events(policy: policy) : []
-        let failures = events.filter { $0.type == .decision && $0.decision?.detail.contains("select_victim failed") == true }
-        if let first = failures.first { trial.onsetNs = UInt64(Int64(first.timeNs) - offset) }
-        let limit = Int(Self.guardDefault("max_decision_errors") ?? 3)
-        if failures.count > limit { trial.breachableNs = UInt64(Int64(failures[limit].timeNs) - offset) }
-        let exitTime = events.first { $0.type == .exit }?.timeNs ?? .max
-        trial.errors = failures.filter { $0.timeNs <= exitTime }.count
-        try finish(&trial, daemon: daemon, policy: policy, memcg: memcg, sampler: sampler, ejected: ejected, offsetNs: offset, events: events)
+        defer { stop() }
+        let (trial, wasEjected) = try body(sampler, stop, offset)
+        ejected = wasEjected
         return trial
     }
 
@@ -369,6 +376,8 @@ struct WatchdogBench: ParsableCommand {
             let valid = all.filter { $0.problem == nil }
             let latency = valid.compactMap(\.latencyS)
             let label = name.split(separator: ":").first.map(String.init) ?? name
+            // Decision-health trials: from the error that takes the count over its limit.
+            let fromBreachable = valid.compactMap { t in t.breachableNs.flatMap { b in t.restoredNs.map { Double(Int64($0) - Int64(b)) / 1e9 } } }
             print("- \(label): per trial, onset -> restored s: \(valid.compactMap(\.latencyS).map { fmt($0, 2) }.joined(separator: ", "))")
             if pagesPerSecond > 0 {
                 let toOnset = valid.compactMap { t in t.onsetNs.flatMap { o in t.workloadReadyNs.map { Double(Int64(o) - Int64($0)) / 1e9 } } }
@@ -379,7 +388,6 @@ struct WatchdogBench: ParsableCommand {
                 let errors = valid.map { Double($0.errors) }, drops = valid.map { Double($0.knobDrops) }
                 let handovers = valid.filter(\.duringHandover).count
                 let toBreachable = valid.compactMap { t in t.breachableNs.flatMap { b in t.onsetNs.map { Double(Int64(b) - Int64($0)) / 1e9 } } }
-                let fromBreachable = valid.compactMap { t in t.breachableNs.flatMap { b in t.restoredNs.map { Double(Int64($0) - Int64(b)) / 1e9 } } }
                 let limit = Int(Self.guardDefault("max_decision_errors") ?? 3)
                 print("- \(label): the guard can first breach at error \(limit + 1) (max_decision_errors \(limit)): first error -> error \(limit + 1) p50 \(fmt(percentile(toBreachable, 50), 3)) s (max \(fmt(toBreachable.max() ?? .nan, 3)) s); error \(limit + 1) -> knob restored p50 \(fmt(percentile(fromBreachable, 50), 3)) s, p99 \(fmt(percentile(fromBreachable, 99), 3)) s, max \(fmt(fromBreachable.max() ?? .nan, 3)) s")
                 print("- \(label): decision errors recorded before the exit p50 \(fmt(percentile(errors, 50), 0)) (\(fmt(errors.min() ?? .nan, 0))-\(fmt(errors.max() ?? .nan, 0))); drops of the knob to 0 the sampler saw per trial (handovers + the ejection; handovers under 5 ms can fall between samples) p50 \(fmt(percentile(drops, 50), 0)); ejected during a handover (end = exit event): \(handovers)")
@@ -390,8 +398,7 @@ struct WatchdogBench: ParsableCommand {
             // threshold: for the refault guard the first thrashing sample; for
             // a count guard the event that takes the count over its limit
             // (error limit+1), not the first error.
-            let fromOnset = pagesPerSecond > 0 ? latency : valid.compactMap { t in
-                t.breachableNs.flatMap { b in t.restoredNs.map { Double(Int64($0) - Int64(b)) / 1e9 } } }
+            let fromOnset = pagesPerSecond > 0 ? latency : fromBreachable
             let p99 = percentile(fromOnset, 99)
             let onsetName = pagesPerSecond > 0 ? "from the first thrashing sample" : "from the error that breaches the guard"
             print("- \(label): target p99 <= \(fmt(window, 0)) s windows x \(breach) + 1 s = \(fmt(bound, 0)) s, \(onsetName): \(p99 <= bound && valid.count == all.count ? "met" : "not met") (p99 \(fmt(p99, 3)) s\(valid.count == all.count ? "" : ", \(all.count - valid.count) trial(s) failed"))")

@@ -129,7 +129,7 @@ public final class DaemonService: Service {
         watchdog.stop()
         await manager.unloadAll(reason: "daemon shutting down")
         engine.stop()
-        for failure in journal.restore() { logger.error("could not restore \(failure)") }
+        // What is still journaled is restored by the deferred restore above, before the guardian is dismissed.
         recorder.record(EventRecord(timeNs: wallClockNanoseconds(), type: .daemonStop, policy: nil, summary: "mmpolicy stopped"))
         recorder.close()
     }

@@ -20,7 +20,6 @@ public final class Watchdog: Sendable {
     /// One policy under watch.
     struct Watched {
         var monitor: GuardMonitor
-        var latest: SignalWindow?
         /// Set once a guard tripped: the verdict is being carried out.
         var tripped: Bool = false
     }
@@ -71,7 +70,8 @@ public final class Watchdog: Sendable {
         state.withLock { state in
             guard let watched = state.watched[name] else { return nil }
             return WatchdogPolicyStatus(
-                windowSeconds: Double(windowNs) / 1e9, latest: watched.latest, guards: watched.monitor.status,
+                windowSeconds: Double(windowNs) / 1e9, breachWindows: watched.monitor.breachWindows,
+                latest: watched.monitor.latest, guards: watched.monitor.status,
                 history: history > 0 ? Array(watched.monitor.history.suffix(history)) : nil)
         }
     }
@@ -132,25 +132,20 @@ public final class Watchdog: Sendable {
 
     /// One window: sample, judge, and return the guards that tripped.
     func tick() -> [GuardTrip] {
-        let cpuStart = Self.threadCPUNanoseconds()
-        let trips = state.withLock { state -> [GuardTrip] in
-            let windows = state.sampler.sample()
+        state.withLock { state -> [GuardTrip] in
+            let cpuStart = Self.threadCPUNanoseconds()
             var trips: [GuardTrip] = []
-            for (name, window) in windows {
-                guard var watched = state.watched[name] else { continue }
-                watched.latest = window
-                if !watched.tripped, let trip = watched.monitor.observe(window) {
-                    watched.tripped = true
+            // A tripped policy is being unloaded: its windows are no longer judged.
+            for (name, window) in state.sampler.sample() where state.watched[name]?.tripped == false {
+                if let trip = state.watched[name]?.monitor.observe(window) {
+                    state.watched[name]?.tripped = true
                     trips.append(trip)
                 }
-                state.watched[name] = watched
             }
             state.samples += 1
+            state.cpuNs += Self.threadCPUNanoseconds() - cpuStart
             return trips
         }
-        let spent = Self.threadCPUNanoseconds() - cpuStart
-        state.withLock { $0.cpuNs += spent }
-        return trips
     }
 
     static func threadCPUNanoseconds() -> UInt64 {
@@ -165,6 +160,8 @@ public final class Watchdog: Sendable {
 /// `status --watch`, recent windows.
 public struct WatchdogPolicyStatus: Codable, Sendable, Equatable {
     public var windowSeconds: Double
+    /// Consecutive breached windows that trip one of this policy's guards.
+    public var breachWindows: Int
     public var latest: SignalWindow?
     public var guards: [GuardMonitor.GuardStatus]
     public var history: [SignalWindow]?

@@ -7,8 +7,6 @@ public struct OOMDecisionCounters: Sendable, Equatable {
     public var decisions: UInt64 = 0
     /// Decisions carried out.
     public var enforced: UInt64 = 0
-    /// Decisions recorded and not carried out (observe mode).
-    public var observed: UInt64 = 0
     /// Processes killed by the policy's decisions, plus processes the kernel
     /// killed in the policy's scope while it was enforcing (a fallback's kill
     /// is still a kill in scope).
@@ -43,7 +41,6 @@ enum OOMDecisionOutcome {
             counters.consecutiveFallbacks = 0
             return
         case .observed:
-            counters.observed += 1
             return
         case .error: counters.errors += 1
         case .deadlineMiss: counters.deadlineMisses += 1

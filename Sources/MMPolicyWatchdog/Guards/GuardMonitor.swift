@@ -80,6 +80,11 @@ public struct GuardMonitor: Sendable {
         return trip
     }
 
+    /// The last window recorded.
+    public var latest: SignalWindow? {
+        ring.isEmpty ? nil : ring[(nextSlot + ring.count - 1) % ring.count]
+    }
+
     /// The kept windows, oldest first (at most `historyLimit`).
     public var history: [SignalWindow] {
         ring.count < historyLimit ? ring : Array(ring[nextSlot...] + ring[..<nextSlot])
