@@ -187,13 +187,18 @@ import Glibc
 
         let killStart = Self.milliseconds()
         try pidfd.sendSignal(SIGKILL)
-        // Not yet reaped (the test is its parent), so the kernel reaps the mm: .released.
-        #expect(try pidfd.releaseMemory() == .released)
+        // The dying victim races process_mrelease: if it has not yet passed
+        // exit_mm() the kernel reaps its mm here (.released); if it has, the
+        // kernel answers ESRCH (.alreadyExited), zombie or not. Both are right.
+        // Anything else (EINVAL: not dying; EAGAIN) throws and fails the test.
+        let release = try pidfd.releaseMemory()
+        #expect(release == .released || release == .alreadyExited)
         let released = Self.milliseconds() - killStart
+        // What matters: the OOM ends, and the victim is gone.
         let cleared = Self.waitUntil(timeoutMs: 1000) { (try? group.oomControl().underOOM) == false }
         #expect(cleared != nil, "under_oom still set 1 s after the kill")
-        #expect(pidfd.waitForExit(timeoutMs: 2000))
-        print("v1 OOM: notified \(notifiedAfter) ms after start; kill+mrelease \(released) ms; under_oom cleared after \(cleared.map(String.init) ?? "never") ms")
+        #expect(pidfd.waitForExit(timeoutMs: 2000), "the victim has not exited 2 s after the kill")
+        print("v1 OOM: notified \(notifiedAfter) ms after start; kill+mrelease \(released) ms (\(release == .released ? "released" : "already exited: ESRCH")); under_oom cleared after \(cleared.map(String.init) ?? "never") ms")
         withExtendedLifetime((memcg, hog, notifier, late)) {}
     }
 

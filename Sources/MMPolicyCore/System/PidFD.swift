@@ -66,21 +66,37 @@ public final class PidFD: Sendable {
         }
     }
 
-    /// What `releaseMemory()` found.
+    /// What `releaseMemory()` found. Right after a SIGKILL either can come
+    /// back: it depends only on whether the victim has already passed
+    /// exit_mm() when process_mrelease looks.
     public enum MemoryRelease: Sendable, Equatable {
-        /// The kernel reaped the address space (or it had already been reaped).
+        /// process_mrelease returned 0: the kernel reaped the address space
+        /// now, or it had been reaped already (MMF_OOM_SKIP was set).
         case released
-        /// The process was already fully gone (reaped by its parent): its memory is freed already.
+        /// ESRCH: no thread of the process holds an address space any more.
+        /// Every thread has passed exit_mm() (the process may still be a
+        /// zombie its parent has not reaped), or the process is gone
+        /// altogether. Its memory is freed, or being freed by its own exit.
         case alreadyExited
     }
 
     /// Frees the address space of a process that is being killed, without
     /// waiting for it to run its exit path (process_mrelease, syscall 448).
     ///
-    /// Only valid after SIGKILL: for a live process the kernel returns EINVAL,
-    /// which is thrown. ESRCH (the process was already reaped) is not an error
-    /// for a caller whose aim is freed memory, so it returns `.alreadyExited`.
-    /// EAGAIN (the mm was contended) is retried a few times before it is thrown.
+    /// What the kernel answers (mm/oom_kill.c, `SYSCALL_DEFINE2(process_mrelease)`):
+    /// - 0 when it reaped the mm, or the mm had been reaped already: `.released`.
+    /// - ESRCH when the process no longer exists or none of its threads still
+    ///   has an mm (all have passed exit_mm(), as a SIGKILLed victim soon
+    ///   does, zombie or not): `.alreadyExited`. Not an error for a caller
+    ///   whose aim is freed memory.
+    /// - EINVAL when the process is not dying (no SIGKILL yet: call this only
+    ///   after `sendSignal(SIGKILL)`), is dumping core, or shares its mm with
+    ///   another process that is not dying (CLONE_VM without CLONE_THREAD,
+    ///   e.g. vfork): thrown.
+    /// - EAGAIN when the reap could not finish (an mmu notifier would have to
+    ///   block), EINTR when taking the mm's lock was interrupted: retried up
+    ///   to five times, then thrown.
+    /// - ENOSYS before Linux 5.15: thrown.
     @discardableResult
     public func releaseMemory() throws(SystemCallError) -> MemoryRelease {
         var attempts = 0

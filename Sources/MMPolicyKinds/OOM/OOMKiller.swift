@@ -38,10 +38,17 @@ public enum OOMKiller {
         CPUPlacement.awayFrom(Set(victims.compactMap(\.process.processor))) {
             for victim in victims where killed.contains(victim.process.pid) {
                 do throws(SystemCallError) {
+                    // .released or .alreadyExited (ESRCH: the victim passed exit_mm()
+                    // before process_mrelease looked): either way its memory is freed
+                    // or being freed by its own exit.
                     try victim.pidfd.releaseMemory()
                     released = true
                 } catch where error.errno == .noSuchProcess || error.errno == .invalidArgument {
-                    // Already reaped, or exiting on its own: its memory is (being) freed.
+                    // releaseMemory() never throws ESRCH (see above). EINVAL after the
+                    // SIGKILL: the kernel would not reap this mm, because the victim is
+                    // dumping core or shares its mm with a process that is not dying (which
+                    // keeps it). Counted as released all the same, though the memory may
+                    // not come free.
                     released = true
                 } catch {
                     problems.append("process_mrelease of pid \(victim.process.pid): \(error)")
