@@ -34,7 +34,7 @@ let package = Package(
         .target(
             name: "MMPolicyCore",
             dependencies: [
-                "BPFKit", "CLibBPF", "CMMPolicyABI",
+                "BPFKit", "CMMPolicyABI",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "MMPolicyDaemon",
             dependencies: [
-                "BPFKit", "CLibBPF", "MMPolicyCore", "MMPolicyKinds", "MMPolicyWatchdog", "CMMPolicyABI",
+                "BPFKit", "CLibBPF", "MMPolicyCore", "MMPolicyKinds", "MMPolicyWatchdog",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -60,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "mmpolicy",
             dependencies: [
-                "BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyCore", "MMPolicyKinds", "MMPolicyDaemon", "MMPolicyWatchdog",
+                "BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyCore", "MMPolicyDaemon", "MMPolicyWatchdog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
