@@ -85,6 +85,7 @@ let package = Package(
         ),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyTestSupport"]),
         .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "BPFKit", "MMPolicyTestSupport"]),
+        .testTarget(name: "MMPolicyKindsTests", dependencies: ["MMPolicyKinds", "MMPolicyCore", "BPFKit", "MMPolicyTestSupport"]),
         .testTarget(name: "MMPolicyWatchdogTests", dependencies: [
             "MMPolicyWatchdog", "MMPolicyCore", "BPFKit", "CMMPolicyABI", "MMPolicyTestSupport",
         ]),

@@ -35,14 +35,13 @@ public final class Watchdog: Sendable {
 
     public let windowNs: UInt64
     private let state = Mutex(State())
-    private let wake: EventFD
-    private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    /// The watchdog's thread; it takes no commands, only stop.
+    private let loop: CommandLoop<Never>
 
     /// Windows are `windowMs` long (at least 100 ms).
     public init(windowMs: Int = 1000) throws(SystemCallError) {
         self.windowNs = UInt64(max(100, windowMs)) * 1_000_000
-        self.wake = try EventFD()
+        self.loop = try CommandLoop(threadName: "mmpolicy-watch", role: "the watchdog thread")
     }
 
     // MARK: registration
@@ -91,36 +90,19 @@ public final class Watchdog: Sendable {
     /// Starts sampling. `onTrip` is called on the watchdog's thread, at most
     /// once per loaded policy; it must not block (start a task).
     public func start(onTrip: @escaping @Sendable (GuardTrip) -> Void) throws(SystemCallError) {
-        try thread.withLock { thread throws(SystemCallError) in
-            guard thread == nil else { return }
-            switch PosixThread.start(name: "mmpolicy-watch", { [self] in run(onTrip: onTrip) }) {
-            case .success(let started): thread = started
-            case .failure(let code):
-                throw SystemCallError(operation: "pthread_create", target: "the watchdog thread", errno: code,
-                                      fix: "The system is out of threads or memory; free some and restart the daemon")
-            }
-        }
+        try loop.start { [self] loop in run(loop, onTrip: onTrip) }
     }
 
     public func stop() {
-        let running = thread.withLock { thread -> pthread_t? in
-            defer { thread = nil }
-            return thread
-        }
-        guard let running else { return }
-        stopping.store(true, ordering: .releasing)
-        wake.signal()
-        pthread_join(running, nil)
+        loop.stop()
     }
 
-    private func run(onTrip: @Sendable (GuardTrip) -> Void) {
+    private func run(_ loop: CommandLoop<Never>, onTrip: @Sendable (GuardTrip) -> Void) {
         var next = monotonicNanoseconds() + windowNs
-        while !stopping.load(ordering: .acquiring) {
+        while !loop.takeCommands().stopping {
             let now = monotonicNanoseconds()
             if now < next {
-                var entry = pollfd(fd: wake.rawValue, events: Int16(POLLIN), revents: 0)
-                _ = poll(&entry, 1, Int32((next - now + 999_999) / 1_000_000))
-                if entry.revents != 0 { _ = wake.read() }
+                loop.wait(untilNs: next)
                 continue
             }
             // Windows stay on a fixed grid; a late tick does not shift the next.

@@ -26,7 +26,7 @@ public struct OOMDecisionCounters: Sendable, Equatable {
 }
 
 /// What one decision came to, for the counters.
-enum OOMDecisionOutcome {
+enum OOMDecisionOutcome: Equatable {
     case error, deadlineMiss, noDecision, rejection, killFailed
     case enforced(kills: Int)
     case observed

@@ -48,50 +48,41 @@ public final class OOMEngine: Sendable {
     }
 
     enum Command: Sendable {
-        case attach(OOMPolicyInstance, CheckedContinuation<Void, any Error>)
-        case detach(String, CheckedContinuation<Void, Never>)
-        case stop
+        case attach(OOMPolicyInstance, CommandReply<Result<Void, OOMAttachError>>)
+        case detach(String, CommandReply<Void>)
     }
 
     let environment: Environment
-    let commands = Mutex<[Command]>([])
-    let wake: EventFD
-    private let thread = Mutex<pthread_t?>(nil)
+    /// The engine's thread and its command queue.
+    let loop: CommandLoop<Command>
     /// Per attached policy, written by the engine thread.
     let counters = Mutex<[String: OOMDecisionCounters]>([:])
 
     public init(environment: Environment) throws(SystemCallError) {
         self.environment = environment
-        self.wake = try EventFD()
+        self.loop = try CommandLoop(threadName: "mmpolicy-oom", role: "the OOM engine thread")
     }
 
     /// Starts the engine thread.
     public func start() throws(SystemCallError) {
-        try thread.withLock { thread throws(SystemCallError) in
-            guard thread == nil else { return }
-            let engine = self
-            switch PosixThread.start(name: "mmpolicy-oom", { OOMEngineLoop(engine: engine).run() }) {
-            case .success(let started): thread = started
-            case .failure(let code):
-                throw SystemCallError(operation: "pthread_create", target: "the OOM engine thread", errno: code,
-                                      fix: "The system is out of threads or memory; free some and restart the daemon")
-            }
-        }
+        let engine = self
+        try loop.start { loop in OOMEngineLoop(engine: engine, loop: loop).run() }
     }
 
     /// Attaches a loaded policy: sets up its decision points (on v1, in
     /// enforce mode, disables the kernel killer on its memcgs, journaled).
-    public func attach(_ instance: OOMPolicyInstance) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            send(.attach(instance, continuation))
+    public func attach(_ instance: OOMPolicyInstance) async throws(OOMAttachError) {
+        guard let result = await loop.request({ .attach(instance, $0) }) else {
+            throw OOMAttachError(policy: instance.name, reason: "the OOM engine has stopped",
+                                 fix: "The daemon is shutting down; load the policy again once it has restarted")
         }
+        try result.get()
     }
 
-    /// Detaches policy `name`, restoring every knob it changed.
+    /// Detaches policy `name`, restoring every knob it changed. (A stopped
+    /// engine has detached everything already.)
     public func detach(name: String) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            send(.detach(name, continuation))
-        }
+        _ = await loop.request { .detach(name, $0) }
     }
 
     /// How policy `name`'s decisions have gone since it was attached; nil if
@@ -102,18 +93,6 @@ public final class OOMEngine: Sendable {
 
     /// Detaches everything, restores every knob and stops the thread.
     public func stop() {
-        let running = thread.withLock { thread -> pthread_t? in
-            defer { thread = nil }
-            return thread
-        }
-        guard let running else { return }
-        send(.stop)
-        pthread_join(running, nil)
-    }
-
-    private func send(_ command: Command) {
-        commands.withLock { $0.append(command) }
-        wake.signal()
+        loop.stop()
     }
 }
-
