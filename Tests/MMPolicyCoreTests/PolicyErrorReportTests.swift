@@ -46,6 +46,18 @@ import Testing
         #expect(try policy.errorReport()?.count == 1, "counting starts again after a clear")
     }
 
+    @Test func aMessageWithoutArgumentsAndOneTooLongToKeep() throws {
+        let plain = try loaded("report_error", [("variant", .integer(1))])
+        #expect(try selectVictim(plain, daemonTgid: 1, limitBytes: 1) == -2)
+        #expect(try plain.errorReport() == PolicyErrorReport(code: -2, message: "nothing to format", timeNs: plain.errorReport()?.timeNs ?? 0, count: 1))
+
+        let long = try loaded("report_error", [("variant", .integer(2))])
+        #expect(try selectVictim(long, daemonTgid: 1, limitBytes: 5) == -7)
+        let report = try #require(try long.errorReport())
+        let full = "long: " + Array(repeating: "0123456789", count: 12).joined(separator: " ") + " (limit 5)"
+        #expect(report.message == String(full.prefix(Int(MMPOLICY_EXIT_MSG_LEN) - 1)), "bpf_snprintf keeps 127 bytes and the NUL")
+    }
+
     @Test func aCallbackThatDoesNotFailReportsNothing() throws {
         let declining = try loaded("report_error", [("decline", .integer(1))])
         #expect(try selectVictim(declining, daemonTgid: 1, limitBytes: 1) == Int32(MMPOLICY_NO_DECISION.rawValue))
@@ -66,7 +78,7 @@ import Testing
         #expect(try PolicyErrorReport.read(from: object) == nil)
     }
 
-    @Test func longMessagesAreCutToTheABILength() {
+    @Test func aMessageWithoutItsNULIsReadToTheABILength() {
         var info = mmpolicy_exit_info()
         info.code = -12
         info.count = 3
