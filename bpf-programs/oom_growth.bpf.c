@@ -20,7 +20,9 @@
  * first fault; one that grew before the policy was loaded looks flat. The
  * sensor runs on every RSS change, which costs a hash update per fault batch.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
+
+MMPOLICY_OOM_POINTS_FN();
 
 /* Length of a growth window. */
 const volatile __u64 window_ms = 1000;

@@ -15,7 +15,9 @@
  * so tasks within a few per-CPU batches of each other can tie in the wrong
  * order, and it does not count a process's page cache or kernel memory.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
+
+MMPOLICY_OOM_POINTS_FN();
 
 /* Processes whose badness is at most this many pages are never picked. */
 const volatile __s64 min_points = 0;

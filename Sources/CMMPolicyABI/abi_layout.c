@@ -14,6 +14,13 @@ _Static_assert(sizeof(struct mmpolicy_sensor_event) == 48, "mmpolicy_sensor_even
 _Static_assert(offsetof(struct mmpolicy_sensor_event, cgroup_id) == 24, "mmpolicy_sensor_event cgroup_id offset");
 _Static_assert(offsetof(struct mmpolicy_sensor_event, comm) == 32, "mmpolicy_sensor_event comm offset");
 _Static_assert(sizeof(struct mmpolicy_sensor_config) == 24, "mmpolicy_sensor_config layout");
+_Static_assert(sizeof(struct mmpolicy_exit_info) == 16 + MMPOLICY_EXIT_MSG_LEN, "mmpolicy_exit_info layout");
+_Static_assert(MMPOLICY_EXIT_MSG_LEN == 128, "mmpolicy_exit_info message length");
+_Static_assert(offsetof(struct mmpolicy_exit_info, count) == 4, "mmpolicy_exit_info count offset");
+_Static_assert(offsetof(struct mmpolicy_exit_info, time_ns) == 8, "mmpolicy_exit_info time_ns offset");
+_Static_assert(offsetof(struct mmpolicy_exit_info, message) == 16, "mmpolicy_exit_info message offset");
+_Static_assert(MMPOLICY_KIND_TEST_FIRST > MMPOLICY_KIND_MEMNICE && MMPOLICY_KIND_TEST_LAST >= MMPOLICY_KIND_TEST_FIRST,
+	       "test kind ids are outside the in-tree kinds");
 
 /* The ABI version this build of mmpolicy speaks (for `mmpolicy --version`). */
 unsigned int mmpolicy_abi_version(void) { return MMPOLICY_ABI_VERSION; }

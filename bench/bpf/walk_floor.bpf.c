@@ -8,7 +8,7 @@
  * own per-task work costs. (The return value is constant on purpose: making
  * it depend on a loop-carried counter stops the verifier from converging.)
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 SEC("syscall")
 int walk_floor_select_victim(struct mmpolicy_oom_ctx *ctx)

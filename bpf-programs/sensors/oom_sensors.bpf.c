@@ -27,8 +27,7 @@
  * not net use); the first change of a counter seen for the first time is not
  * counted. Page cache that no process maps is not RSS and is not counted.
  */
-#include "mmpolicy/common.bpf.h"
-#include "mmpolicy/sensor_common.h"
+#include "mmpolicy/sensor.bpf.h"
 
 /* Shortest gap between two reclaim events of one type. */
 const volatile __u64 min_interval_ns = 10000000;
@@ -61,48 +60,14 @@ struct {
 /* When each event type was last emitted (rate limit). */
 __u64 last_emit_ns[MMPOLICY_SENSOR_EVENT_TYPES];
 
-/* The memory cgroup's id (its kernfs id, the directory inode) of @task. */
-static __always_inline __u64 memcg_id(struct task_struct *task)
-{
-	int memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
-
-	return BPF_CORE_READ(task, cgroups, subsys[memory], cgroup, kn, id);
-}
-
-/* True for at most one caller per min_interval_ns and @type, across CPUs. */
-static __always_inline bool rate_limit_pass(__u32 type, __u64 now)
-{
-	__u64 last;
-
-	if (type >= MMPOLICY_SENSOR_EVENT_TYPES)
-		return false;
-	last = last_emit_ns[type];
-	if (now - last < min_interval_ns)
-		return false;
-	return __sync_val_compare_and_swap(&last_emit_ns[type], last, now) == last;
-}
-
-/* Emits an event about the current task. */
-static __always_inline void emit_current(__u32 type, __u64 value, bool with_memcg)
-{
-	struct mmpolicy_sensor_event *e;
-
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
-		return;
-	e->type = type;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->time_ns = bpf_ktime_get_ns();
-	e->value = value;
-	e->cgroup_id = with_memcg ? memcg_id(bpf_get_current_task_btf()) : 0;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
-}
-
+/* A reclaim event about the current task, if its type's rate limit lets it through. */
 static __always_inline void reclaim_event(__u32 type, int order, bool with_memcg)
 {
-	if (rate_limit_pass(type, bpf_ktime_get_ns()))
-		emit_current(type, order, with_memcg);
+	if (type >= MMPOLICY_SENSOR_EVENT_TYPES ||
+	    !mmpolicy_rate_limit_pass(&last_emit_ns[type], min_interval_ns, bpf_ktime_get_ns()))
+		return;
+	mmpolicy_sensor_emit(&events, type, NULL, order,
+			     with_memcg ? mmpolicy_task_memcg_id(bpf_get_current_task_btf()) : 0);
 }
 
 SEC("tracepoint/vmscan/mm_vmscan_direct_reclaim_begin")
@@ -131,7 +96,6 @@ int sensor_rss_stat(struct trace_event_raw_rss_stat *tp)
 {
 	struct rss_key key = { .mm_id = tp->mm_id, .member = tp->member };
 	struct mmpolicy_sensor_config *cfg;
-	struct mmpolicy_sensor_event *e;
 	__s64 size = tp->size, *last;
 	__u64 growth, before;
 	__u32 zero = 0;
@@ -151,42 +115,26 @@ int sensor_rss_stat(struct trace_event_raw_rss_stat *tp)
 	if (before >= cfg->budget_bytes || before + growth < cfg->budget_bytes)
 		return 0;
 	cfg->armed = 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
-		return 0;
-	e->type = MMPOLICY_SENSOR_RSS_BUDGET;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->time_ns = bpf_ktime_get_ns();
-	e->value = before + growth;
-	e->cgroup_id = memcg_id(bpf_get_current_task_btf());
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	mmpolicy_sensor_emit(&events, MMPOLICY_SENSOR_RSS_BUDGET, NULL, before + growth,
+			     mmpolicy_task_memcg_id(bpf_get_current_task_btf()));
 	return 0;
 }
 
 SEC("tp_btf/mark_victim")
 int BPF_PROG(sensor_mark_victim, struct task_struct *task, uid_t uid)
 {
-	struct mmpolicy_sensor_event *e;
 	struct mm_struct *mm = task->mm;
+	__u64 rss_bytes = 0;
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
-		return 0;
-	e->type = MMPOLICY_SENSOR_MARK_VICTIM;
-	e->pid = task->tgid;
-	e->time_ns = bpf_ktime_get_ns();
-	e->value = 0;
 	if (mm) {
 		/* The kernel's own figure: get_mm_counter(), the folded counters. */
 		__s64 pages = BPF_CORE_READ(mm, rss_stat[MM_ANONPAGES].count) +
 			      BPF_CORE_READ(mm, rss_stat[MM_FILEPAGES].count) +
 			      BPF_CORE_READ(mm, rss_stat[MM_SHMEMPAGES].count);
 
-		e->value = pages > 0 ? (__u64)pages << MMPOLICY_PAGE_SHIFT : 0;
+		rss_bytes = pages > 0 ? (__u64)pages << MMPOLICY_PAGE_SHIFT : 0;
 	}
-	e->cgroup_id = memcg_id(task);
-	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
-	bpf_ringbuf_submit(e, 0);
+	mmpolicy_sensor_emit(&events, MMPOLICY_SENSOR_MARK_VICTIM, task, rss_bytes,
+			     mmpolicy_task_memcg_id(task));
 	return 0;
 }

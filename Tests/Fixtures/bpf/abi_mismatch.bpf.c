@@ -6,7 +6,7 @@
  * are valid, but the header (written by hand instead of with MMPOLICY_OPS())
  * says abi_version 999, which no daemon supports.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 SEC("syscall")
 int abi_mismatch_select_victim(struct mmpolicy_oom_ctx *ctx)

@@ -6,7 +6,7 @@
  * MMPOLICY_OPS() declares, a second struct mmpolicy_oom_ops is placed in
  * .mmpolicy.ops by hand, bound to another syscall program.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 SEC("syscall")
 int first_select_victim(struct mmpolicy_oom_ctx *ctx)

@@ -13,7 +13,7 @@
  *   candidates       = scope.level
  *   flags            = scope.hierarchy
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 SEC("syscall")
 int echo_select_victim(struct mmpolicy_oom_ctx *ctx)

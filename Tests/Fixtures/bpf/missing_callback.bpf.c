@@ -6,7 +6,7 @@
  * only has a name; select_victim is NULL (no relocation in .mmpolicy.ops).
  * The object still has a valid syscall program, so it is not empty.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 SEC("syscall")
 int unbound_select_victim(struct mmpolicy_oom_ctx *ctx)

@@ -6,7 +6,7 @@
  * SEC("syscall") program but neither a .mmpolicy.header nor a .mmpolicy.ops
  * section, so it is a plain BPF object, not a policy.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 SEC("syscall")
 int no_ops_select_victim(struct mmpolicy_oom_ctx *ctx)

@@ -7,9 +7,10 @@
  * Exercises the daemon's validation: a victim outside the scope, a protected
  * one or a dead pid must be rejected (a strike) and the OOM handed to the
  * kernel. `decline` makes the callback decline instead (a fallback);
- * `return_error` makes it fail (returns -EINVAL: a decision error).
+ * `return_error` makes it fail (returns -EINVAL: a decision error, reported
+ * with mmpolicy_error() so the daemon can say why).
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 const volatile __u32 victim_pid = 0;
 const volatile __u64 kill_cgroup_id = 0;
@@ -20,7 +21,7 @@ SEC("syscall")
 int fixed_select_victim(struct mmpolicy_oom_ctx *ctx)
 {
 	if (return_error)
-		return -22; /* -EINVAL */
+		return mmpolicy_error(-EINVAL, "return_error is set (victim_pid %u)", victim_pid);
 	if (decline)
 		return MMPOLICY_NO_DECISION;
 	if (kill_cgroup_id) {

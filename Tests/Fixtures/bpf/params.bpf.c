@@ -7,7 +7,7 @@
  * into the output half of the context, so a test can read them back after
  * BPF_PROG_RUN.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 const volatile __u32 p_u32 = 7;
 const volatile __s64 p_s64 = -5;

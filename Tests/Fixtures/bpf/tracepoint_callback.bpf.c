@@ -7,7 +7,7 @@
  * SEC("tracepoint/kmem/rss_stat") program, which loads fine on its own but
  * cannot be run with BPF_PROG_RUN on a struct mmpolicy_oom_ctx.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 SEC("tracepoint/kmem/rss_stat")
 int tracepoint_select_victim(struct trace_event_raw_rss_stat *ctx)

@@ -8,7 +8,7 @@
  * The rejected statement is the line marked REJECTED-HERE below; a test may
  * check that the reported source line points at it.
  */
-#include "mmpolicy/common.bpf.h"
+#include "mmpolicy/oom.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -1,8 +1,18 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The prelude of every mmpolicy BPF program: kernel types, libbpf helpers,
- * the ABI headers, MMPOLICY_OPS() and the helpers policies share (scope
- * membership, task walking, the kernel's OOM badness).
+ * The kind-agnostic prelude of every mmpolicy BPF object: kernel types,
+ * libbpf helpers, errno values, the shared ABI (abi_common.h), the license,
+ * MMPOLICY_OPS(), kfunc declarations, scope membership, task walking and
+ * mmpolicy_error().
+ *
+ * Who includes it: every kind's BPF header (oom.bpf.h, ...) and sensor.bpf.h
+ * include it first; a policy includes its kind's header, not this one. Objects
+ * that are neither policies nor sensors (benchmark and test helpers) may
+ * include it directly.
+ *
+ * Everything here is a macro, a declaration or `static`, except two globals
+ * every object has once: LICENSE and the __weak map mmpolicy_exit. No
+ * function here is global (see __mmpolicy_arg_trusted).
  */
 #ifndef MMPOLICY_COMMON_BPF_H
 #define MMPOLICY_COMMON_BPF_H
@@ -11,17 +21,21 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+/* errno values only (vmlinux.h has no macros); arch-independent, no libc. */
+#include <asm-generic/errno.h>
 
 #include "abi_common.h"
-#include "oom_common.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /*
  * MMPOLICY_OPS(kind) = { .callback = (void *)prog, .name = "..." };
  *
- * Declares the object's one ops table and its header (ABI version + kind).
- * The loader resolves each slot through the ELF relocations of
+ * Declares the object's one ops table, a struct mmpolicy_<kind>_ops, and its
+ * header (ABI version + kind id). The kind's header supplies both: the struct,
+ * and the id as `#define MMPOLICY_KIND_<kind>_ID` (a test or out-of-tree kind
+ * takes an id from MMPOLICY_KIND_TEST_FIRST..LAST, see abi_common.h). The
+ * loader resolves each slot through the ELF relocations of
  * MMPOLICY_OPS_SECTION, the way libbpf resolves .struct_ops.
  */
 #define MMPOLICY_OPS(kind_)                                                         \
@@ -30,12 +44,6 @@ char LICENSE[] SEC("license") = "GPL";
 		.kind = MMPOLICY_KIND_##kind_##_ID,                                         \
 	};                                                                              \
 	struct mmpolicy_##kind_##_ops __mmpolicy_ops_##kind_ SEC(MMPOLICY_OPS_SECTION)
-
-#define MMPOLICY_KIND_oom_ID MMPOLICY_KIND_OOM
-#define MMPOLICY_KIND_readahead_ID MMPOLICY_KIND_READAHEAD
-#define MMPOLICY_KIND_ksm_ID MMPOLICY_KIND_KSM
-#define MMPOLICY_KIND_tiering_ID MMPOLICY_KIND_TIERING
-#define MMPOLICY_KIND_memnice_ID MMPOLICY_KIND_MEMNICE
 
 /* kfuncs (bpftool 7.1's vmlinux.h does not declare them). */
 extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
@@ -47,7 +55,17 @@ extern void bpf_rcu_read_unlock(void) __weak __ksym;
 
 #define MMPOLICY_PAGE_SHIFT 12
 #define MMPOLICY_PF_KTHREAD 0x00200000 /* include/linux/sched.h */
-#define MMPOLICY_OOM_SCORE_ADJ_MIN (-1000)
+
+/*
+ * A kernel-object argument of a global function that the verifier may trust
+ * (kernel >= 6.8). Global functions are verified once, on their own; putting a
+ * task walk's per-task body into one keeps load time flat however many
+ * branches the body has (an inlined body multiplies verifier states).
+ * A header must not define a global function (two objects linked together, or
+ * two headers, would clash): a kind header offers such a function as a macro
+ * its policies expand once, e.g. MMPOLICY_OOM_POINTS_FN() in oom.bpf.h.
+ */
+#define __mmpolicy_arg_trusted __attribute__((btf_decl_tag("arg:trusted")))
 
 /* for_each_process() for sleepable programs: walk every thread-group leader. */
 #define mmpolicy_for_each_process(task, it)                                       \
@@ -90,23 +108,12 @@ static __always_inline bool mmpolicy_task_in_scope(struct task_struct *task,
 	return BPF_CORE_READ(ancestor, kn, id) == scope->cgroup_id;
 }
 
-/* Tasks no OOM policy may pick: kernel threads, init, exiting or unkillable ones. */
-static __always_inline bool mmpolicy_oom_unkillable(struct task_struct *task, __u32 daemon_tgid)
-{
-	if (task->flags & MMPOLICY_PF_KTHREAD)
-		return true;
-	if (task->tgid == 1 || task->tgid == daemon_tgid)
-		return true;
-	if (!task->mm)
-		return true;
-	return task->signal->oom_score_adj == MMPOLICY_OOM_SCORE_ADJ_MIN;
-}
-
 /*
  * Resident + swapped-out memory of @mm, in pages (the kernel's get_mm_rss +
  * swap entries). Like the kernel, it reads the folded part of the percpu
- * counters. Branch-free on purpose: every branch inside a task walk multiplies
- * the states the verifier must explore.
+ * counters, which can lag the real figure by the per-CPU batches. Branch-free
+ * on purpose: every branch inside a task walk multiplies the states the
+ * verifier must explore.
  */
 static __always_inline long mmpolicy_mm_pages(struct mm_struct *mm)
 {
@@ -115,59 +122,64 @@ static __always_inline long mmpolicy_mm_pages(struct mm_struct *mm)
 }
 
 /*
- * The kernel's oom_badness() (mm/oom_kill.c): rss + swap + page tables, in
- * pages, shifted by oom_score_adj per mille of @total_pages. Unlike the
- * kernel it may return <= 0 for a task that a negative oom_score_adj hides;
- * callers compare against a floor of 0.
+ * The error report (struct mmpolicy_exit_info in abi_common.h), element 0.
+ * In every object that includes this prelude, used or not: libbpf 1.1 refuses
+ * `static` maps ("unsupported map linkage static"), which would have let
+ * clang drop it from objects that never report. So every policy can report
+ * and the daemon finds the map in every policy built against this ABI (an
+ * array of one 144-byte value). __weak, so that objects linked together with
+ * `bpftool gen object` share one map instead of clashing.
  */
-static __always_inline long mmpolicy_oom_badness(struct task_struct *task, struct mm_struct *mm,
-						 __u64 total_pages)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mmpolicy_exit_info);
+} mmpolicy_exit SEC(".maps") __weak;
+
+/*
+ * Records a report in mmpolicy_exit and returns @code. Use mmpolicy_error(),
+ * which builds @fmt and @args. The count is bumped atomically; code, time and
+ * message are plain stores, so two reports at once on two CPUs may mix (the
+ * daemon reads the latest one anyway).
+ */
+static __always_inline int __mmpolicy_error(int code, const char *fmt, __u64 *args,
+					    __u32 args_size)
 {
-	return mmpolicy_mm_pages(mm) + (mm->pgtables_bytes.counter >> MMPOLICY_PAGE_SHIFT) +
-	       task->signal->oom_score_adj * (long)(total_pages / 1000);
+	struct mmpolicy_exit_info *info;
+	__u32 zero = 0;
+
+	info = bpf_map_lookup_elem(&mmpolicy_exit, &zero);
+	if (!info)
+		return code;
+	__sync_fetch_and_add(&info->count, 1);
+	info->code = code;
+	info->time_ns = bpf_ktime_get_ns();
+	bpf_snprintf(info->message, sizeof(info->message), fmt, args, args_size);
+	return code;
 }
 
 /*
- * A kernel-object argument of a global function that the verifier may trust
- * (kernel >= 6.8). Global functions are verified once, on their own; putting a
- * task walk's per-task body into one keeps load time flat however many
- * branches the body has (an inlined body multiplies verifier states).
+ * return mmpolicy_error(-EINVAL, "scope level %u is too deep", level);
+ *
+ * Says why a callback or sensor failed, like sched_ext's scx_bpf_error():
+ * formats @fmt with bpf_snprintf() (at most 12 arguments: integers with
+ * %d/%u/%x/%ld/%lld..., kernel strings with %s; MMPOLICY_EXIT_MSG_LEN - 1
+ * bytes kept) into the object's `mmpolicy_exit` map with @code, the time and
+ * a count the daemon reads back. Evaluates to @code, so one line both reports
+ * and returns. It does not stop anything by itself: the daemon treats the
+ * returned code as a failed decision, and a sensor goes on running.
  */
-#define __mmpolicy_arg_trusted __attribute__((btf_decl_tag("arg:trusted")))
-
-/* What mmpolicy_oom_points() needs to know about the OOM being resolved. */
-struct mmpolicy_oom_walk {
-	struct mmpolicy_scope scope;
-	__u64 total_pages; /* the scope's limit in pages: scales oom_score_adj */
-	__u32 daemon_tgid;
-	__u32 _pad;
-};
-
-#define MMPOLICY_NOT_CANDIDATE (-0x7fffffffffffffffL - 1)
-
-static __always_inline struct mmpolicy_oom_walk mmpolicy_oom_walk_of(const struct mmpolicy_oom_ctx *ctx)
-{
-	struct mmpolicy_oom_walk w = {
-		.scope = ctx->scope,
-		.total_pages = ctx->limit_bytes >> MMPOLICY_PAGE_SHIFT,
-		.daemon_tgid = ctx->daemon_tgid,
-	};
-	return w;
-}
-
-/*
- * @task's badness if it is an OOM candidate of @w (killable, inside the
- * scope), else MMPOLICY_NOT_CANDIDATE. Call it from inside
- * mmpolicy_for_each_process() under bpf_rcu_read_lock().
- */
-__noinline long mmpolicy_oom_points(struct task_struct *task __mmpolicy_arg_trusted,
-				    const struct mmpolicy_oom_walk *w)
-{
-	if (!task || !w)
-		return MMPOLICY_NOT_CANDIDATE;
-	if (mmpolicy_oom_unkillable(task, w->daemon_tgid) || !mmpolicy_task_in_scope(task, &w->scope))
-		return MMPOLICY_NOT_CANDIDATE;
-	return mmpolicy_oom_badness(task, task->mm, w->total_pages);
-}
+#define mmpolicy_error(code, fmt, args...)                                          \
+	({                                                                          \
+		static const char ___fmt[] = fmt;                                   \
+		unsigned long long ___param[___bpf_narg(args)];                     \
+                                                                                    \
+		_Pragma("GCC diagnostic push")                                      \
+		_Pragma("GCC diagnostic ignored \"-Wint-conversion\"")              \
+		___bpf_fill(___param, args);                                        \
+		_Pragma("GCC diagnostic pop")                                       \
+		__mmpolicy_error((code), ___fmt, ___param, sizeof(___param));       \
+	})
 
 #endif /* MMPOLICY_COMMON_BPF_H */

@@ -5,6 +5,9 @@
  * An oom policy decides who dies when a scope runs out of memory. The daemon
  * fills the input half of struct mmpolicy_oom_ctx, runs select_victim with
  * BPF_PROG_RUN, checks the output half and carries it out.
+ *
+ * Included by oom.bpf.h (so by every oom policy) and by the Swift daemon
+ * through the CMMPolicyABI module; same rules as abi_common.h.
  */
 #ifndef MMPOLICY_OOM_COMMON_H
 #define MMPOLICY_OOM_COMMON_H

@@ -5,6 +5,10 @@
  * Unlike a policy's sensors, these are loaded by the daemon itself: they wake
  * it through a ring buffer the moment the kernel starts to struggle for
  * memory, so that system-scope OOM handling needs no fast poller.
+ *
+ * Included by sensor.bpf.h (so by every sensor object) and by the Swift daemon
+ * through the CMMPolicyABI module; same rules as abi_common.h. The event
+ * record is shared by every kind's sensors: a new kind adds event types here.
  */
 #ifndef MMPOLICY_SENSOR_COMMON_H
 #define MMPOLICY_SENSOR_COMMON_H
