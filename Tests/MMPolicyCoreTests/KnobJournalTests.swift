@@ -1,4 +1,5 @@
 import MMPolicyCore
+import MMPolicyKinds
 import MMPolicyTestSupport
 import Testing
 
@@ -177,14 +178,22 @@ import Glibc
             description = "d"
             [trigger]
             \(trigger)
-            """, path: "t.toml")
+            """, path: "t.toml", kinds: .builtIn)
     }
 
     @Test func readsEveryKey() throws {
         let m = try manifest("mem_available_percent = 5\nswap_free_percent = 2.5\npsi = \"full 500000 2000000\"\nmemcg_headroom_percent = 3\nsteer_oom_score_adj = false")
-        #expect(m.trigger == TriggerSettings(memAvailablePercent: 5, swapFreePercent: 2.5,
-                                             psi: PSITriggerSpec(full: true, stallMicroseconds: 500_000, windowMicroseconds: 2_000_000),
-                                             memcgHeadroomPercent: 3, steerOOMScoreAdj: false))
+        #expect(m.kindSettings as? OOMTriggerSettings
+                == OOMTriggerSettings(memAvailablePercent: 5, swapFreePercent: 2.5,
+                                      psi: PSITriggerSpec(full: true, stallMicroseconds: 500_000, windowMicroseconds: 2_000_000),
+                                      memcgHeadroomPercent: 3, steerOOMScoreAdj: false))
+    }
+
+    @Test func keysLeftOutTakeTheKindsDefaults() throws {
+        var expected = OOMTriggerSettings.defaults
+        expected.memAvailablePercent = 4
+        #expect(try manifest("mem_available_percent = 4").kindSettings as? OOMTriggerSettings == expected)
+        #expect(try manifest("").kindSettings as? OOMTriggerSettings == .defaults, "an empty [trigger] is the defaults")
     }
 
     @Test func refusesBadValuesNamingTheKey() throws {
