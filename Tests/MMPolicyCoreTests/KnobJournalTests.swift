@@ -155,11 +155,30 @@ import Glibc
         for (text, key) in [("[[policy]]\nname = \"a\"\nmode = \"loud\"\n", "policy[0].mode"),
                             ("[[policy]]\nname = \"Bad Name\"\n", "policy[0].name"),
                             ("[[policy]]\nname = \"a\"\ncolour = 1\n", "policy[0].colour"),
+                            ("[[policy]]\nname = \"a\"\nscope = \"a/../b\"\n", "policy[0].scope"),
+                            ("[[policy]]\nname = \"a\"\nscope = 3\n", "policy[0].scope"),
+                            ("[[policy]]\nscope = \"system\"\n", "policy[0].name"),
+                            ("[[policy]]\nname = \"a\"\nset = 1\n", "policy[0].set"),
+                            ("policy = 1\n", "policy"),
                             ("policies = 1\n", "policies")] {
             #expect { try PolicySet.parse(toml: text, path: "x.toml") } throws: { error in
                 (error as? ManifestError)?.key == key
             }
         }
+    }
+
+    @Test func mistakesAreWordedAsInManifests() throws {
+        #expect(throws: ManifestError(path: "x.toml", key: "policy[0].mode",
+                                      reason: .invalidValue(expected: "\"enforce\" or \"observe\"", found: "string \"loud\""))) {
+            try PolicySet.parse(toml: "[[policy]]\nname = \"a\"\nmode = \"loud\"\n", path: "x.toml")
+        }
+        #expect(throws: ManifestError(path: "x.toml", key: "policy[0].scope",
+                                      reason: .invalidValue(expected: ScopeSpec.expectation,
+                                                            found: "string \"a/../b\" (it contains a '..' component)"))) {
+            try PolicySet.parse(toml: "[[policy]]\nname = \"a\"\nscope = \"a/../b\"\n", path: "x.toml")
+        }
+        let syntax = #expect(throws: ManifestError.self) { try PolicySet.parse(toml: "[[policy]\n", path: "x.toml") }
+        if case .syntax(let line, _, _)? = syntax?.reason { #expect(line == 1) } else { Issue.record("\(String(describing: syntax))") }
     }
 
     @Test func theInTreeDefaultSetIsValidAndSafe() throws {

@@ -7,13 +7,22 @@ public struct KindRegistry: Sendable {
     /// The definitions, in registration order.
     public let definitions: [any PolicyKindDefinition]
 
-    /// `definitions` must have distinct names and ABI ids.
+    /// `definitions` must have distinct names and ABI ids, and no kind may
+    /// redefine a shared manifest key or guard (programming errors, caught
+    /// the first time the registry is built).
     public init(_ definitions: [any PolicyKindDefinition]) {
         var names = Set<PolicyKind>()
         var ids = Set<UInt32>()
+        let sharedGuards = Set(GuardTable.sharedKeys)
         for definition in definitions {
             precondition(names.insert(definition.kind).inserted, "kind \(definition.kind) is registered twice")
             precondition(ids.insert(definition.abiID).inserted, "ABI id \(definition.abiID) is registered twice")
+            for section in definition.manifestSections {
+                precondition(!Manifest.knownKeys.contains(section), "kind \(definition.kind) redefines manifest key '\(section)'")
+            }
+            for entry in definition.guards {
+                precondition(!sharedGuards.contains(entry.key), "kind \(definition.kind) redefines shared guard '\(entry.key)'")
+            }
         }
         self.definitions = definitions
     }
