@@ -33,9 +33,11 @@ public struct OpsTable: Sendable, Equatable {
             OpsTableError(object: object.name, slot: slot, program: program, reason: reason, fix: fix)
         }
         let header = elf.section(named: MMPOLICY_HEADER_SECTION)
+        let first = kinds.definitions.first
+        let example = (kind: first?.kind.rawValue ?? "KIND", slot: first?.callbacks.first?.name ?? "CALLBACK")
         guard let opsSection = elf.section(named: MMPOLICY_OPS_SECTION) else {
             throw fail("it has no mmpolicy ops table (no ELF section \(MMPOLICY_OPS_SECTION))",
-                       "Declare one with `MMPOLICY_OPS(oom) = { .select_victim = (void *)my_prog, .name = \"...\" };` after including mmpolicy/common.bpf.h")
+                       "Declare one with `MMPOLICY_OPS(\(example.kind)) = { .\(example.slot) = (void *)my_prog, .name = \"...\" };` after including mmpolicy/common.bpf.h")
         }
         guard let header, header.data.count >= MemoryLayout<mmpolicy_header>.size else {
             throw fail("its ops table has no header section \(MMPOLICY_HEADER_SECTION) with the ABI version",

@@ -79,6 +79,18 @@ private var objectSearchPath: ObjectSearchPath { ObjectSearchPath(directories: [
         #expect(object.program(named: program)?.type == .syscall)
     }
 
+    @Test func refusesAKindTheRegistryDoesNotList() throws {
+        let object = try BPFObject(path: TestPaths.policyObject("oom_largest"))
+        for (registry, known) in [(KindRegistry.empty, "none"), (KindRegistry.withTestKinds(.empty), "readahead (101), ksm (102)")] {
+            let error = #expect(throws: OpsTableError.self) { try OpsTable(reading: object, kinds: registry) }
+            #expect(error?.reason.contains("which this mmpolicy does not run (known kinds: \(known))") == true, "\(String(describing: error))")
+        }
+        // The kind's definition decides the slots: a definition with other slots refuses oom's.
+        let other = KindRegistry([TestKind("oom", abiID: OOMKind().abiID)])
+        let error = #expect(throws: OpsTableError.self) { try OpsTable(reading: object, kinds: other) }
+        #expect(error?.slot == "select_victim", "\(String(describing: error))")
+    }
+
     @Test func refusesAnObjectWithoutATable() throws {
         let error = try #require(try opsFailure("no_ops"))
         #expect(error.reason.contains("no mmpolicy ops table"), "\(error)")
