@@ -7,7 +7,7 @@
 /// costs a little performance instead of the machine. The keys and their
 /// ranges are ``GuardTable``'s entries (and the kind's own); this type only
 /// holds what the manifest said, already checked against them.
-public struct GuardSettings: Sendable, Equatable, Codable, ExpressibleByDictionaryLiteral {
+public struct GuardSettings: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     /// The manifest's values, by `[guards]` key.
     public var values: [String: Double]
 

@@ -1,14 +1,4 @@
 import BPFKit
-import SystemPackage
-import TOMLKit
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 // MARK: - Mode and scope
 
@@ -270,7 +260,7 @@ public struct Manifest: Sendable, Equatable {
     /// Checks the manifest text `toml`; `path` is where it came from, used for
     /// messages and the name check; `kinds` are the kinds it may be of.
     public static func parse(toml: String, path: String, kinds: KindRegistry) throws(ManifestError) -> Manifest {
-        let root = try TOMLValues(path: path).parseDocument(toml)
-        return try ManifestReader(values: TOMLValues(path: path), kinds: kinds).read(root)
+        let values = TOMLValues(path: path)
+        return try ManifestReader(values: values, kinds: kinds).read(values.parseDocument(toml))
     }
 }
