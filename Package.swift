@@ -84,10 +84,10 @@ let package = Package(
             path: "Tests/MMPolicyTestSupport"
         ),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyTestSupport"]),
-        .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "BPFKit", "MMPolicyTestSupport"]),
+        .testTarget(name: "MMPolicyCoreTests", dependencies: ["MMPolicyCore", "MMPolicyKinds", "BPFKit", "CMMPolicyABI", "MMPolicyTestSupport"]),
         .testTarget(name: "MMPolicyKindsTests", dependencies: ["MMPolicyKinds", "MMPolicyCore", "BPFKit", "MMPolicyTestSupport"]),
         .testTarget(name: "MMPolicyWatchdogTests", dependencies: [
-            "MMPolicyWatchdog", "MMPolicyCore", "BPFKit", "CMMPolicyABI", "MMPolicyTestSupport",
+            "MMPolicyWatchdog", "MMPolicyCore", "MMPolicyKinds", "BPFKit", "CMMPolicyABI", "MMPolicyTestSupport",
         ]),
         .testTarget(name: "MMPolicyDaemonTests", dependencies: [
             "MMPolicyDaemon", "MMPolicyCore", "MMPolicyTestSupport", .product(name: "GRDB", package: "GRDB.swift"),

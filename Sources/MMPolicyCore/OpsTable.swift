@@ -25,17 +25,19 @@ public struct OpsTable: Sendable, Equatable {
     public func program(for slot: String) -> String? { callbacks.first { $0.slot == slot }?.program }
 
     /// Reads and checks the table of `object`: exactly one table, this ABI
-    /// version, a known kind, every required callback bound to a `syscall`
-    /// program of the object.
-    public init(reading object: BPFObject) throws(OpsTableError) {
+    /// version, a kind in `kinds`, every required callback bound to a
+    /// program of the object of the slot's type (`syscall`).
+    public init(reading object: BPFObject, kinds: KindRegistry) throws(OpsTableError) {
         let elf = object.elf
         func fail(_ reason: String, _ fix: String, slot: String? = nil, program: String? = nil) -> OpsTableError {
             OpsTableError(object: object.name, slot: slot, program: program, reason: reason, fix: fix)
         }
         let header = elf.section(named: MMPOLICY_HEADER_SECTION)
+        let first = kinds.definitions.first
+        let example = (kind: first?.kind.rawValue ?? "KIND", slot: first?.callbacks.first?.name ?? "CALLBACK")
         guard let opsSection = elf.section(named: MMPOLICY_OPS_SECTION) else {
             throw fail("it has no mmpolicy ops table (no ELF section \(MMPOLICY_OPS_SECTION))",
-                       "Declare one with `MMPOLICY_OPS(oom) = { .select_victim = (void *)my_prog, .name = \"...\" };` after including mmpolicy/common.bpf.h")
+                       "Declare one with `MMPOLICY_OPS(\(example.kind)) = { .\(example.slot) = (void *)my_prog, .name = \"...\" };` after including mmpolicy/common.bpf.h")
         }
         guard let header, header.data.count >= MemoryLayout<mmpolicy_header>.size else {
             throw fail("its ops table has no header section \(MMPOLICY_HEADER_SECTION) with the ABI version",
@@ -47,14 +49,13 @@ public struct OpsTable: Sendable, Equatable {
             throw fail("it was built for mmpolicy ABI version \(abiVersion), and this mmpolicy loads version \(mmpolicyABIVersion)",
                        "Rebuild the object against this mmpolicy's headers (bpf-programs/include/mmpolicy)")
         }
-        guard let kind = PolicyKind(abiID: kindID) else {
-            throw fail("its header names policy kind \(kindID), which this mmpolicy does not know",
-                       "Use MMPOLICY_OPS with one of: \(PolicyKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        guard let definition = kinds.definition(abiID: kindID) else {
+            let known = kinds.definitions.map { "\($0.kind) (\($0.abiID))" }.joined(separator: ", ")
+            throw fail("its header names policy kind \(kindID), which this mmpolicy does not run (known kinds: \(known.isEmpty ? "none" : known))",
+                       "Use MMPOLICY_OPS with one of: \(kinds.kinds.map(\.rawValue).joined(separator: ", "))")
         }
-        guard let slots = kind.callbacks else {
-            throw fail("it is a \(kind.rawValue) policy, and this mmpolicy does not run \(kind.rawValue) policies yet",
-                       "Use a kind this version supports (oom)")
-        }
+        let kind = definition.kind
+        let slots = definition.callbacks
         self.kind = kind
         guard let btf = object.btfVariables(in: MMPOLICY_OPS_SECTION) else {
             throw fail("it carries no BTF for its ops table", "Build it with `-g` so clang emits BTF")
@@ -65,8 +66,8 @@ public struct OpsTable: Sendable, Equatable {
         }
         let table = btf[0]
         variable = table.name
-        guard table.structName == kind.opsStructName else {
-            throw fail("its ops table '\(table.name)' is a struct \(table.structName ?? "?") but its header says kind \(kind.rawValue), whose table is struct \(kind.opsStructName)",
+        guard table.structName == definition.opsStructName else {
+            throw fail("its ops table '\(table.name)' is a struct \(table.structName ?? "?") but its header says kind \(kind.rawValue), whose table is struct \(definition.opsStructName)",
                        "Declare the table with MMPOLICY_OPS(\(kind.rawValue))")
         }
         let members = table.members
@@ -84,9 +85,9 @@ public struct OpsTable: Sendable, Equatable {
                 throw fail("slot '\(known.name)' points at '\(symbol)', which is not a BPF program of the object (a helper function or a variable)",
                            "Bind the slot to a function marked SEC(\"syscall\")", slot: known.name, program: symbol)
             }
-            guard program.type == .syscall else {
-                throw fail("slot '\(known.name)' is bound to program '\(symbol)' in section '\(program.sectionName)' (a \(program.type) program); callbacks must be SEC(\"syscall\") programs, which the daemon runs with BPF_PROG_RUN",
-                           "Mark '\(symbol)' SEC(\"syscall\"), and keep tracepoint programs as sensors outside the ops table", slot: known.name, program: symbol)
+            guard program.type == known.programType else {
+                throw fail("slot '\(known.name)' is bound to program '\(symbol)' in section '\(program.sectionName)' (a \(program.type) program); callbacks must be SEC(\"\(known.programType)\") programs, which the daemon runs with BPF_PROG_RUN",
+                           "Mark '\(symbol)' SEC(\"\(known.programType)\"), and keep tracepoint programs as sensors outside the ops table", slot: known.name, program: symbol)
             }
             bound.append(Callback(slot: known.name, program: symbol))
         }

@@ -87,11 +87,12 @@ public final class Policy {
 
     /// Opens the object `manifest` names, checks it against the manifest and
     /// applies the manifest's parameters, then `overrides` (e.g. `--set`).
-    public static func open(manifest: Manifest, searchPath: ObjectSearchPath,
+    /// `kinds` are the kinds the object's ops table may be of.
+    public static func open(manifest: Manifest, searchPath: ObjectSearchPath, kinds: KindRegistry,
                             overrides: [(String, ParameterValue)] = []) throws -> Policy {
         let path = try searchPath.resolve(manifest)
         let object = try BPFObject(path: path)
-        let ops = try OpsTable(reading: object)
+        let ops = try OpsTable(reading: object, kinds: kinds)
         guard ops.kind == manifest.kind else {
             throw PolicyOpenError(policy: manifest.name,
                                   reason: "its manifest \(manifest.path) says kind '\(manifest.kind.rawValue)' but object \(path) holds a \(ops.kind.rawValue) ops table",
@@ -104,9 +105,9 @@ public final class Policy {
     }
 
     /// Opens a bare object file (no manifest).
-    public static func open(objectPath: String, overrides: [(String, ParameterValue)] = []) throws -> Policy {
+    public static func open(objectPath: String, kinds: KindRegistry, overrides: [(String, ParameterValue)] = []) throws -> Policy {
         let object = try BPFObject(path: objectPath)
-        let ops = try OpsTable(reading: object)
+        let ops = try OpsTable(reading: object, kinds: kinds)
         let policy = Policy(manifest: nil, object: object, ops: ops, objectPath: objectPath)
         try policy.apply(overrides, source: "--set")
         return policy

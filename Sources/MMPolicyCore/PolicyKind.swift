@@ -1,43 +1,31 @@
 import CMMPolicyABI
 
-/// The five kinds of memory-management policy mmpolicy runs.
+/// The name of a kind of memory-management policy, e.g. `oom`.
 ///
 /// A kind fixes a policy's ops table (which callbacks exist, which are
-/// required), its decision points in the daemon and how its decisions are
-/// carried out. The raw value is the name used in manifests and on the CLI.
-public enum PolicyKind: String, CaseIterable, Sendable, Codable {
-    case oom
-    case readahead
-    case ksm
-    case tiering
-    case memnice
+/// required), its manifest sections, its guards, its decision points in the
+/// daemon and how its decisions are carried out. Those facts live with the
+/// kind, in its folder under `Sources/MMPolicyKinds/`, as a
+/// ``PolicyKindDefinition`` listed in a ``KindRegistry``; this type is only
+/// the name, so that Core, the store and the control protocol can carry a
+/// kind without knowing any. It encodes as a plain string (the name used in
+/// manifests, on the CLI and in the state database).
+public struct PolicyKind: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
 
-    /// The kind's id in the ABI (`enum mmpolicy_kind`).
-    public var abiID: UInt32 {
-        switch self {
-        case .oom: return UInt32(MMPOLICY_KIND_OOM.rawValue)
-        case .readahead: return UInt32(MMPOLICY_KIND_READAHEAD.rawValue)
-        case .ksm: return UInt32(MMPOLICY_KIND_KSM.rawValue)
-        case .tiering: return UInt32(MMPOLICY_KIND_TIERING.rawValue)
-        case .memnice: return UInt32(MMPOLICY_KIND_MEMNICE.rawValue)
-        }
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    public var description: String { rawValue }
+
+    public static func < (a: PolicyKind, b: PolicyKind) -> Bool { a.rawValue < b.rawValue }
+
+    public init(from decoder: any Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
     }
 
-    public init?(abiID: UInt32) {
-        guard let kind = PolicyKind.allCases.first(where: { $0.abiID == abiID }) else { return nil }
-        self = kind
-    }
-
-    /// The C struct of the kind's ops table, as named in the object's BTF.
-    public var opsStructName: String { "mmpolicy_\(rawValue)_ops" }
-
-    /// The callbacks this kind defines, and whether an ops table must bind each.
-    /// `nil` for a kind whose ABI is not defined yet.
-    public var callbacks: [(name: String, required: Bool)]? {
-        switch self {
-        case .oom: return [("select_victim", true)]
-        case .readahead, .ksm, .tiering, .memnice: return nil
-        }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
     }
 }
 

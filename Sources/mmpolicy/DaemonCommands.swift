@@ -2,6 +2,7 @@ import ArgumentParser
 import BPFKit
 import Logging
 import MMPolicyCore
+import MMPolicyKinds
 import MMPolicyDaemon
 
 #if canImport(Glibc)
@@ -80,7 +81,7 @@ struct DaemonCommand: AsyncParsableCommand {
         }
         let configuration = DaemonConfiguration(socketPath: socketPath, stateDirectory: stateDirectory,
                                                 policyDirectory: directory, defaultSetPath: defaults,
-                                                watchdogWindowMs: watchdogWindowMs)
+                                                watchdogWindowMs: watchdogWindowMs, kinds: .builtIn)
         try await DaemonService.runUntilSignalled(configuration: configuration, version: MMPolicyCommand.version, logger: logger)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MMPolicyCore
+import MMPolicyKinds
 
 /// `mmpolicy list`: the policies a directory offers.
 struct ListCommand: ParsableCommand {
@@ -26,7 +27,7 @@ struct ListCommand: ParsableCommand {
 
     func run() throws {
         let dir = try location.directory()
-        let catalog = PolicyCatalog.load(directory: dir)
+        let catalog = PolicyCatalog.load(directory: dir, kinds: .builtIn)
         let entries = catalog.manifests.map {
             Entry(name: $0.name, kind: $0.kind.rawValue, description: $0.description, object: $0.object,
                   scope: $0.scope.description, mode: $0.mode.rawValue, manifest: $0.path)

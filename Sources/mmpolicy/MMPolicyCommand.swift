@@ -3,6 +3,7 @@ import BPFKit
 import CLibBPF
 import CMMPolicyABI
 import MMPolicyCore
+import MMPolicyKinds
 
 /// The `mmpolicy` command line: operators' and policy authors' entry point.
 @main
@@ -14,7 +15,8 @@ struct MMPolicyCommand: AsyncParsableCommand {
         abstract: "Run Linux memory-management policies written as BPF programs, safely.",
         version: "mmpolicy \(version) (policy ABI \(mmpolicy_abi_version()), libbpf \(libbpfVersion))",
         subcommands: [ListCommand.self, InspectCommand.self, VerifyCommand.self, DaemonCommand.self, LoadCommand.self,
-                      UnloadCommand.self, StatusCommand.self, EventsCommand.self, GuardianCommand.self]
+                      UnloadCommand.self, StatusCommand.self, EventsCommand.self, GuardianCommand.self,
+                      GuardsCommand.self]
     )
 }
 
@@ -34,16 +36,16 @@ struct PolicyLocationOptions: ParsableArguments {
     /// Opens `target`: a path to a `.bpf.o` file, or the name of a policy in the catalog.
     func open(_ target: String, overrides: [(String, ParameterValue)] = []) throws -> Policy {
         if target.contains("/") || target.hasSuffix(".o") {
-            return try Policy.open(objectPath: target, overrides: overrides)
+            return try Policy.open(objectPath: target, kinds: .builtIn, overrides: overrides)
         }
         let dir = try directory()
-        let catalog = PolicyCatalog.load(directory: dir)
+        let catalog = PolicyCatalog.load(directory: dir, kinds: .builtIn)
         guard let manifest = catalog.manifest(named: target) else {
             if let broken = catalog.errors.first(where: { $0.path.hasSuffix("/\(target).toml") }) { throw broken }
             let known = catalog.manifests.map(\.name)
             throw CommandError("no policy named '\(target)' in \(dir) (known: \(known.isEmpty ? "none" : known.joined(separator: ", "))). Give a policy name from `mmpolicy list` or a path to a .bpf.o file.")
         }
-        return try Policy.open(manifest: manifest, searchPath: .standard(policyDirectory: dir), overrides: overrides)
+        return try Policy.open(manifest: manifest, searchPath: .standard(policyDirectory: dir), kinds: .builtIn, overrides: overrides)
     }
 }
 

@@ -57,7 +57,7 @@ struct OOMEngineTests {
     func instance(_ objectName: String, scope: ResolvedScope, mode: PolicyMode = .enforce,
                   overrides: [(String, ParameterValue)] = [], mount: MemoryCgroupMount?) throws -> OOMPolicyInstance {
         let path = objectName.hasPrefix("/") ? objectName : TestPaths.policyObject(objectName)
-        let policy = try Policy.open(objectPath: path, overrides: overrides)
+        let policy = try Policy.open(objectPath: path, kinds: .builtIn, overrides: overrides)
         try policy.load()
         return try OOMPolicyInstance(policy: policy, name: "test_\(UInt16.random(in: 0...UInt16.max))", scope: scope, mode: mode,
                                      daemonPID: getpid(), mount: mount)

@@ -16,7 +16,7 @@ import Glibc
     static let limit: UInt64 = 1 << 30
 
     func openLoaded(_ name: String) throws -> (Policy, OOMSelector) {
-        let policy = try Policy.open(objectPath: TestPaths.policyObject(name))
+        let policy = try Policy.open(objectPath: TestPaths.policyObject(name), kinds: .builtIn)
         try policy.load()
         return (policy, try OOMSelector(policy: policy.object, ops: policy.ops))
     }
@@ -170,7 +170,7 @@ import Glibc
     }
 
     @Test func contextFieldsReachThePolicyIntact() throws {
-        let policy = try Policy.open(objectPath: TestPaths.fixture("echo_ctx"))
+        let policy = try Policy.open(objectPath: TestPaths.fixture("echo_ctx"), kinds: .builtIn)
         try policy.load()
         let selector = try OOMSelector(policy: policy.object, ops: policy.ops)
         let memcg = try TemporaryMemcg()

@@ -1,4 +1,5 @@
 import MMPolicyCore
+import MMPolicyKinds
 import MMPolicyTestSupport
 import Testing
 
@@ -154,11 +155,30 @@ import Glibc
         for (text, key) in [("[[policy]]\nname = \"a\"\nmode = \"loud\"\n", "policy[0].mode"),
                             ("[[policy]]\nname = \"Bad Name\"\n", "policy[0].name"),
                             ("[[policy]]\nname = \"a\"\ncolour = 1\n", "policy[0].colour"),
+                            ("[[policy]]\nname = \"a\"\nscope = \"a/../b\"\n", "policy[0].scope"),
+                            ("[[policy]]\nname = \"a\"\nscope = 3\n", "policy[0].scope"),
+                            ("[[policy]]\nscope = \"system\"\n", "policy[0].name"),
+                            ("[[policy]]\nname = \"a\"\nset = 1\n", "policy[0].set"),
+                            ("policy = 1\n", "policy"),
                             ("policies = 1\n", "policies")] {
             #expect { try PolicySet.parse(toml: text, path: "x.toml") } throws: { error in
                 (error as? ManifestError)?.key == key
             }
         }
+    }
+
+    @Test func mistakesAreWordedAsInManifests() throws {
+        #expect(throws: ManifestError(path: "x.toml", key: "policy[0].mode",
+                                      reason: .invalidValue(expected: "\"enforce\" or \"observe\"", found: "string \"loud\""))) {
+            try PolicySet.parse(toml: "[[policy]]\nname = \"a\"\nmode = \"loud\"\n", path: "x.toml")
+        }
+        #expect(throws: ManifestError(path: "x.toml", key: "policy[0].scope",
+                                      reason: .invalidValue(expected: ScopeSpec.expectation,
+                                                            found: "string \"a/../b\" (it contains a '..' component)"))) {
+            try PolicySet.parse(toml: "[[policy]]\nname = \"a\"\nscope = \"a/../b\"\n", path: "x.toml")
+        }
+        let syntax = #expect(throws: ManifestError.self) { try PolicySet.parse(toml: "[[policy]\n", path: "x.toml") }
+        if case .syntax(let line, _, _)? = syntax?.reason { #expect(line == 1) } else { Issue.record("\(String(describing: syntax))") }
     }
 
     @Test func theInTreeDefaultSetIsValidAndSafe() throws {
@@ -177,14 +197,22 @@ import Glibc
             description = "d"
             [trigger]
             \(trigger)
-            """, path: "t.toml")
+            """, path: "t.toml", kinds: .builtIn)
     }
 
     @Test func readsEveryKey() throws {
         let m = try manifest("mem_available_percent = 5\nswap_free_percent = 2.5\npsi = \"full 500000 2000000\"\nmemcg_headroom_percent = 3\nsteer_oom_score_adj = false")
-        #expect(m.trigger == TriggerSettings(memAvailablePercent: 5, swapFreePercent: 2.5,
-                                             psi: PSITriggerSpec(full: true, stallMicroseconds: 500_000, windowMicroseconds: 2_000_000),
-                                             memcgHeadroomPercent: 3, steerOOMScoreAdj: false))
+        #expect(m.kindSettings as? OOMTriggerSettings
+                == OOMTriggerSettings(memAvailablePercent: 5, swapFreePercent: 2.5,
+                                      psi: PSITriggerSpec(full: true, stallMicroseconds: 500_000, windowMicroseconds: 2_000_000),
+                                      memcgHeadroomPercent: 3, steerOOMScoreAdj: false))
+    }
+
+    @Test func keysLeftOutTakeTheKindsDefaults() throws {
+        var expected = OOMTriggerSettings.defaults
+        expected.memAvailablePercent = 4
+        #expect(try manifest("mem_available_percent = 4").kindSettings as? OOMTriggerSettings == expected)
+        #expect(try manifest("").kindSettings as? OOMTriggerSettings == .defaults, "an empty [trigger] is the defaults")
     }
 
     @Test func refusesBadValuesNamingTheKey() throws {

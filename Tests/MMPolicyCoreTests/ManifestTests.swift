@@ -4,11 +4,26 @@ import MMPolicyTestSupport
 import Testing
 
 @testable import MMPolicyCore
+import MMPolicyKinds
 
 // MARK: - Helpers
 
 
 private let policyPath = "policies/oom_largest.toml"
+
+/// The built-in kinds plus test kinds readahead and ksm.
+private let kinds = KindRegistry.withTestKinds(.builtIn)
+
+extension Manifest {
+    /// Parses against the built-in and test kinds.
+    fileprivate static func parse(toml: String, path: String) throws(ManifestError) -> Manifest {
+        try parse(toml: toml, path: path, kinds: kinds)
+    }
+
+    fileprivate static func load(path: String) throws(ManifestError) -> Manifest {
+        try load(path: path, kinds: kinds)
+    }
+}
 
 /// The four required keys for `oom_largest`, followed by `extra`.
 private func minimal(_ extra: String = "") -> String {
@@ -50,7 +65,7 @@ private func expectMessage(_ error: ManifestError, contains parts: [String], sou
     }
 }
 
-private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\""
+private let kindList = "\"oom\", \"readahead\", \"ksm\""
 
 // MARK: - Parsing
 
@@ -101,15 +116,17 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
                 "min_points": .integer(0), "prefer_children": .boolean(true), "target": .string("worker"),
                 "big_limit": .integer(0x7fff_ffff), "a_last": .integer(-5),
             ])
-        #expect(manifest.paramOrder == ["min_points", "prefer_children", "target", "big_limit", "a_last"])
-        #expect(manifest.orderedParams.map(\.name) == manifest.paramOrder)
-        #expect(manifest.orderedParams.map(\.value) == [.integer(0), .boolean(true), .string("worker"), .integer(0x7fff_ffff), .integer(-5)])
+        #expect(manifest.orderedParams.map(\.name) == ["a_last", "big_limit", "min_points", "prefer_children", "target"])
+        #expect(manifest.orderedParams.map(\.value) == [.integer(-5), .integer(0x7fff_ffff), .integer(0), .boolean(true), .string("worker")])
         #expect(
             manifest.guards
-                == GuardSettings(
-                    deadlineMs: 100, maxKillsPerMinute: 6, maxConsecutiveFallbacks: 3, maxRejections: 4,
-                    maxCallbackUs: 1000, maxRefaultRatio: 0.5, minScanEfficiency: 0.1, maxPSISomeAvg10: 40.0,
-                    breachWindows: 2, cooldownS: 300))
+                == [
+                    "deadline_ms": 100, "max_kills_per_minute": 6, "max_consecutive_fallbacks": 3, "max_rejections": 4,
+                    "max_callback_us": 1000, "max_refault_ratio": 0.5, "min_scan_efficiency": 0.1, "max_psi_some_avg10": 40.0,
+                    "breach_windows": 2, "cooldown_s": 300,
+                ])
+        #expect(manifest.guards.deadlineMs == 100 && manifest.guards.breachWindows == 2 && manifest.guards.cooldownS == 300)
+        #expect(manifest.kindSettings == nil, "no [trigger]: the kind's defaults apply")
         #expect(manifest.protect.comms == ["sshd", "systemd-journal"])
         #expect(manifest.protect.cgroups == ["system.slice", "/sys/fs/cgroup/init.scope"])
     }
@@ -119,7 +136,7 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
         #expect(manifest.scope == .system)
         #expect(manifest.mode == .enforce)
         #expect(manifest.params.isEmpty)
-        #expect(manifest.paramOrder.isEmpty)
+        #expect(manifest.orderedParams.isEmpty)
         #expect(manifest.guards == GuardSettings())
         #expect(manifest.guards.deadlineMs == nil)
         #expect(manifest.protect == ProtectList(comms: [], cgroups: []))
@@ -137,16 +154,16 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
         #expect(manifest.protect == ProtectList())
     }
 
-    @Test func paramOrderFollowsInlineAndDottedDeclarations() throws {
+    @Test func paramsAreSortedByNameHoweverTheyAreDeclared() throws {
         let inline = try Manifest.parse(
             toml: minimal("params = { zeta = 1, \"alpha\" = true, mid = 'x' }"), path: policyPath)
-        #expect(inline.paramOrder == ["zeta", "alpha", "mid"])
+        #expect(inline.orderedParams.map(\.name) == ["alpha", "mid", "zeta"])
         let dotted = try Manifest.parse(
             toml: minimal("params.zeta = 1\nparams . beta = \"s # not a comment\"\nparams.alpha = false"),
             path: policyPath)
-        #expect(dotted.paramOrder == ["zeta", "beta", "alpha"])
+        #expect(dotted.orderedParams.map(\.name) == ["alpha", "beta", "zeta"])
         #expect(dotted.params["beta"] == .string("s # not a comment"))
-        // Keys declared after multi-line strings and arrays are still placed.
+        // Keys after multi-line strings and arrays are read like any other.
         let tricky = try Manifest.parse(
             toml: minimal(
                 """
@@ -161,16 +178,16 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
                 \"\"\"
                 b_key = 2
                 """), path: policyPath)
-        #expect(tricky.paramOrder == ["second_to_none", "b_key"])
+        #expect(tricky.orderedParams.map(\.name) == ["b_key", "second_to_none"])
         #expect(tricky.params["second_to_none"] == .string("z = 1\n"))
     }
 
-    @Test func setParamKeepsOrder() {
+    @Test func setParamReplacesAndOrderedParamsAreSorted() {
         var manifest = Manifest(
             name: "x", kind: .oom, object: "x.bpf.o", description: "d", params: [("b", .integer(1)), ("a", .integer(2))])
         manifest.setParam("b", to: .integer(3))
         manifest.setParam("c", to: .boolean(false))
-        #expect(manifest.paramOrder == ["b", "a", "c"])
+        #expect(manifest.orderedParams.map(\.name) == ["a", "b", "c"])
         #expect(manifest.params["b"] == .integer(3))
     }
 
@@ -178,9 +195,9 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
         let manifest = try Manifest.parse(
             toml: minimal("[guards]\nmax_refault_ratio = 1\nmin_scan_efficiency = 0\nmax_psi_some_avg10 = 100.0"),
             path: policyPath)
-        #expect(manifest.guards.maxRefaultRatio == 1.0)
-        #expect(manifest.guards.minScanEfficiency == 0.0)
-        #expect(manifest.guards.maxPSISomeAvg10 == 100.0)
+        #expect(manifest.guards["max_refault_ratio"] == 1.0)
+        #expect(manifest.guards["min_scan_efficiency"] == 0.0)
+        #expect(manifest.guards["max_psi_some_avg10"] == 100.0)
     }
 
     @Test func fifteenByteCommIsAccepted() throws {
@@ -222,12 +239,12 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     @Test func unknownTopLevelKey() throws {
         let error = try #require(failure(minimal("priority = 3")))
         #expect(error.key == "priority")
-        #expect(error.reason == .unknownKey(known: Manifest.knownKeys))
+        #expect(error.reason == .unknownKey(known: Manifest.knownKeys + ["trigger"]), "the oom kind's own section is known")
         expectMessage(
             error,
             contains: [
                 "unknown key 'priority' at the top level",
-                "name, kind, object, description, scope, mode, params, guards, protect",
+                "name, kind, object, description, scope, mode, params, guards, protect, trigger",
             ])
     }
 
@@ -240,13 +257,15 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     @Test func unknownGuardKeyListsKnownKeys() throws {
         let error = try #require(failure(minimal("[guards]\ndeadline = 100")))
         #expect(error.key == "guards.deadline")
-        #expect(error.reason == .unknownKey(known: GuardSettings.knownKeys))
+        #expect(error.reason == .unknownKey(known: GuardTable.knownKeys(for: OOMKind())))
         expectMessage(
             error,
             contains: [
                 "unknown key 'guards.deadline' in table [guards]",
-                "deadline_ms, max_kills_per_minute, max_consecutive_fallbacks, max_rejections, max_callback_us, "
-                    + "max_refault_ratio, min_scan_efficiency, max_psi_some_avg10, breach_windows, cooldown_s",
+                "deadline_ms, breach_windows, cooldown_s, max_refault_ratio, max_refault_rate_per_gib, "
+                    + "min_scan_efficiency, max_psi_some_avg10, max_bpf_ns_per_run, max_bpf_cpu_percent, max_map_memory_kb, "
+                    + "max_callback_us, max_rejections, max_decision_errors, max_deadline_misses, max_consecutive_fallbacks, "
+                    + "max_kills_per_minute",
             ])
     }
 
@@ -376,10 +395,10 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
             path: policyPath)
         #expect(
             manifest.guards
-                == GuardSettings(maxDecisionErrors: 0, maxDeadlineMisses: 4, maxMapMemoryKB: 65536, maxBPFNsPerRun: 20000,
-                                 maxBPFCPUPercent: 12.5, maxRefaultRatePerGiB: 5000.0))
+                == ["max_decision_errors": 0, "max_deadline_misses": 4, "max_map_memory_kb": 65536, "max_bpf_ns_per_run": 20000,
+                    "max_bpf_cpu_percent": 12.5, "max_refault_rate_per_gib": 5000.0])
         let integerPercent = try Manifest.parse(toml: minimal("[guards]\nmax_bpf_cpu_percent = 150"), path: policyPath)
-        #expect(integerPercent.guards.maxBPFCPUPercent == 150, "more than one CPU's worth on a multi-core machine")
+        #expect(integerPercent.guards["max_bpf_cpu_percent"] == 150, "more than one CPU's worth on a multi-core machine")
     }
 
     @Test func watchdogGuardKeysRejectBadValues() throws {
@@ -529,7 +548,7 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
         let path = try directory.write("oom_largest.toml", minimal("[params]\nb = 1\na = 2"))
         let manifest = try Manifest.load(path: path)
         #expect(manifest.path == path)
-        #expect(manifest.paramOrder == ["b", "a"])
+        #expect(manifest.orderedParams.map(\.name) == ["a", "b"])
     }
 }
 
@@ -598,7 +617,7 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
         try directory.write(".hidden.toml", "garbage = = =")
         _ = try directory.makeDirectory("sub")
 
-        let catalog = PolicyCatalog.load(directory: directory.path)
+        let catalog = PolicyCatalog.load(directory: directory.path, kinds: kinds)
         #expect(catalog.directory == directory.path)
         #expect(catalog.manifests.map(\.name) == ["alpha", "zeta"])
         #expect(catalog.manifests.map(\.path) == [directory.path + "/alpha.toml", directory.path + "/zeta.toml"])
@@ -608,7 +627,7 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
             return
         }
         #expect(catalog.errors.last?.reason == .nameMismatch(name: "other", stem: "mismatch"))
-        #expect(catalog.manifest(named: "zeta")?.kind == .ksm)
+        #expect(catalog.manifest(named: "zeta")?.kind == PolicyKind(rawValue: "ksm"))
         #expect(catalog.manifest(named: "default") == nil)
         #expect(catalog.manifest(named: "broken") == nil)
     }
@@ -616,14 +635,14 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
     @Test func trailingSlashDirectory() throws {
         let directory = try ScratchDirectory()
         try directory.write("alpha.toml", policy("alpha"))
-        let catalog = PolicyCatalog.load(directory: directory.path + "/")
+        let catalog = PolicyCatalog.load(directory: directory.path + "/", kinds: kinds)
         #expect(catalog.manifests.map(\.path) == [directory.path + "/alpha.toml"])
     }
 
     @Test func missingDirectoryIsOneError() throws {
         let directory = try ScratchDirectory()
         let missing = directory.path + "/nope"
-        let catalog = PolicyCatalog.load(directory: missing)
+        let catalog = PolicyCatalog.load(directory: missing, kinds: kinds)
         #expect(catalog.manifests.isEmpty)
         #expect(catalog.errors == [ManifestError(path: missing, key: "", reason: .unreadable(errno: ENOENT))])
     }
@@ -647,5 +666,151 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\", \"tiering\", \"memnice\
         #expect(locate(nil, nil, directory.path, system) == system)
         #expect(locate(nil, nil, directory.path, directory.path + "/absent") == nil)
         #expect(PolicyCatalog.locatePolicyDirectory(explicit: "/given") == "/given")
+    }
+}
+
+// MARK: - Kinds
+
+/// What a manifest may hold depends on its kind: its own sections and guards.
+@Suite struct ManifestKindTests {
+    private static let tuned = TestKind("tuned", abiID: 201, tuning: true)
+    private static let registry = KindRegistry.builtIn.adding(tuned).adding(TestKind("plain", abiID: 202))
+
+    private func manifest(kind: String, _ extra: String) throws(ManifestError) -> Manifest {
+        try Manifest.parse(toml: """
+            name = "p"
+            kind = "\(kind)"
+            object = "p.bpf.o"
+            description = "d"
+            \(extra)
+            """, path: "policies/p.toml", kinds: Self.registry)
+    }
+
+    private func failure(kind: String, _ extra: String) -> ManifestError? {
+        do {
+            _ = try manifest(kind: kind, extra)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func aKindReadsItsOwnSection() throws {
+        let m = try manifest(kind: "tuned", "[tuning]\nlevel = 7\nlabel = \"fast\"")
+        #expect(m.kindSettings as? TestKind.Tuning == TestKind.Tuning(level: 7, label: "fast"))
+        #expect(m == (try manifest(kind: "tuned", "[tuning]\nlabel = \"fast\"\nlevel = 7")), "kind settings take part in ==")
+        #expect(m != (try manifest(kind: "tuned", "[tuning]\nlevel = 6\nlabel = \"fast\"")))
+        #expect(try manifest(kind: "tuned", "").kindSettings == nil, "no section: the kind's defaults")
+    }
+
+    @Test func errorsInAKindsSectionNameTheFileAndKey() throws {
+        let range = try #require(failure(kind: "tuned", "[tuning]\nlevel = 11"))
+        #expect(range.path == "policies/p.toml" && range.key == "tuning.level")
+        #expect(range.reason == .invalidValue(expected: "an integer from 1 to 10", found: "integer 11"))
+        #expect(range.description.hasPrefix("policies/p.toml: key 'tuning.level' must be an integer from 1 to 10, found integer 11."))
+        let type = try #require(failure(kind: "tuned", "[tuning]\nlevel = \"high\""))
+        #expect(type.reason == .wrongType(expected: "an integer from 1 to 10", found: "string \"high\""))
+        let refused = try #require(failure(kind: "tuned", "[tuning]\nlabel = \"\""))
+        #expect(refused.key == "tuning.label" && refused.reason == .invalidValue(expected: "a non-empty string", found: "string \"\""))
+        let unknown = try #require(failure(kind: "tuned", "[tuning]\nspeed = 1"))
+        #expect(unknown.key == "tuning.speed" && unknown.reason == .unknownKey(known: ["level", "label"]))
+        let notATable = try #require(failure(kind: "tuned", "tuning = 3"))
+        #expect(notATable.key == "tuning" && notATable.reason == .wrongType(expected: "a table ([tuning])", found: "integer 3"))
+    }
+
+    @Test func theOOMKindsTriggerSectionNamesFileAndKey() throws {
+        let error = try #require(failure(kind: "oom", "[trigger]\nswap_free_percent = -1"))
+        #expect(error.path == "policies/p.toml" && error.key == "trigger.swap_free_percent")
+        #expect(error.reason == .invalidValue(expected: "a number from 0 to 100 (percent of SwapTotal)", found: "integer -1"))
+    }
+
+    @Test func anotherKindsSectionIsAnUnknownKey() throws {
+        let trigger = try #require(failure(kind: "plain", "[trigger]\nmem_available_percent = 5"))
+        #expect(trigger.key == "trigger")
+        #expect(trigger.reason == .unknownKey(known: Manifest.knownKeys), "a kind without sections knows only the shared keys")
+        #expect(trigger.description.contains("the known keys there are: name, kind, object, description, scope, mode, params, guards, protect."))
+        let tuning = try #require(failure(kind: "oom", "[tuning]\nlevel = 1"))
+        #expect(tuning.key == "tuning" && tuning.reason == .unknownKey(known: Manifest.knownKeys + ["trigger"]))
+    }
+
+    @Test func anotherKindsGuardIsAnUnknownKey() throws {
+        let error = try #require(failure(kind: "plain", "[guards]\nmax_kills_per_minute = 3"))
+        #expect(error.key == "guards.max_kills_per_minute")
+        #expect(error.reason == .unknownKey(known: GuardTable.sharedKeys))
+        #expect(try manifest(kind: "oom", "[guards]\nmax_kills_per_minute = 3").guards["max_kills_per_minute"] == 3)
+        #expect(try manifest(kind: "plain", "[guards]\nmax_consecutive_fallbacks = 2").guards["max_consecutive_fallbacks"] == 2,
+                "a shared guard that is off for a kind can be turned on")
+    }
+
+    @Test func anUnregisteredKindIsRefusedWithTheKnownList() throws {
+        let error = try #require(failure(kind: "tiering", ""))
+        #expect(error.key == "kind")
+        #expect(error.reason == .invalidValue(expected: "one of \"oom\", \"tuned\", \"plain\"", found: "string \"tiering\""))
+        // Before the kind is known, any registered kind's section passes the key check, so the kind is what is reported.
+        let withSection = try #require(failure(kind: "tiering", "[tuning]\nlevel = 1"))
+        #expect(withSection.key == "kind")
+        let none = ManifestError.self
+        #expect(throws: none) {
+            try Manifest.parse(toml: "name = \"p\"\nkind = \"oom\"\nobject = \"o\"\ndescription = \"d\"", path: "p.toml", kinds: .empty)
+        }
+    }
+}
+
+/// The registry itself.
+@Suite struct KindRegistryTests {
+    @Test func looksUpByNameAndABIIDAndRefusesUnknownKindsWithTheKnownList() throws {
+        let registry = KindRegistry.builtIn
+        #expect(registry.kinds == [.oom])
+        #expect(registry.definition(for: .oom)?.abiID == OOMKind().abiID)
+        #expect(registry.definition(abiID: OOMKind().abiID)?.kind == .oom)
+        #expect(registry.definition(abiID: 999) == nil)
+        #expect(throws: UnknownKindError(kind: "ksm", known: [.oom])) { try registry.require(PolicyKind(rawValue: "ksm")) }
+        #expect(UnknownKindError(kind: "ksm", known: [.oom]).description
+                == "policy kind 'ksm' is not one this mmpolicy runs; known kinds: oom")
+        let added = registry.adding(TestKind("ksm", abiID: 102))
+        #expect(added.kinds.map(\.rawValue) == ["oom", "ksm"])
+        #expect(try added.require(PolicyKind(rawValue: "ksm")).abiID == 102)
+        #expect(added.adding(TestKind("ksm", abiID: 103)).definition(abiID: 103) != nil, "adding replaces a kind of the same name")
+    }
+
+    @Test func theOOMKindsStaticFacts() {
+        let oom = OOMKind()
+        #expect(oom.opsStructName == "mmpolicy_oom_ops")
+        #expect(oom.callbacks == [CallbackSlot(name: "select_victim", required: true, programType: .syscall)])
+        #expect(oom.manifestSections == ["trigger"])
+        #expect(oom.guards.map(\.key) == ["max_kills_per_minute"])
+        #expect(oom.guards.first?.metric == .actionsPerMinute)
+        #expect(oom.guardDefaults["max_consecutive_fallbacks"]?.value == 3)
+    }
+
+    @Test func kindsEncodeAsPlainStrings() throws {
+        let data = try JSONEncoder().encode([PolicyKind.oom])
+        #expect(String(decoding: data, as: UTF8.self) == "[\"oom\"]")
+        #expect(try JSONDecoder().decode([PolicyKind].self, from: Data("[\"ksm\"]".utf8)) == [PolicyKind(rawValue: "ksm")])
+    }
+}
+
+/// docs/watchdog.md's guard table is the code's.
+@Suite struct GuardTableDocumentationTests {
+    @Test func theDocumentedGuardTableIsTheGeneratedOne() throws {
+        let path = TestPaths.repository + "/docs/watchdog.md"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let begin = try #require(text.range(of: GuardTable.markdownBegin + "\n"), "\(path) lacks the begin marker")
+        let end = try #require(text.range(of: GuardTable.markdownEnd, range: begin.upperBound..<text.endIndex), "\(path) lacks the end marker")
+        let documented = String(text[begin.upperBound..<end.lowerBound])
+        #expect(documented == GuardTable.markdown(kinds: .builtIn),
+                "docs/watchdog.md's guard table is out of date: regenerate it with `mmpolicy guards --markdown`")
+    }
+
+    @Test func theTableHasARowPerKeyAndAColumnPerKind() {
+        let registry = KindRegistry.builtIn.adding(TestKind("plain", abiID: 202))
+        let lines = GuardTable.markdown(kinds: registry).split(separator: "\n")
+        #expect(lines.count == 2 + GuardTable.shared.count + OOMKind().guards.count)
+        #expect(lines[0].contains("| default | oom | plain | why |"))
+        let kills = lines.first { $0.hasPrefix("| `max_kills_per_minute` |") } ?? ""
+        #expect(kills.contains("| - | 6 | - |"), "the oom-only guard: no shared default, oom 6, not for plain: \(kills)")
+        let fallbacks = lines.first { $0.hasPrefix("| `max_consecutive_fallbacks` |") } ?? ""
+        #expect(fallbacks.contains("| off | 3 | off |"), "\(fallbacks)")
+        #expect(fallbacks.contains("oom: 3. Three OOMs"), "the kind's reason is beside the shared one")
     }
 }

@@ -1,6 +1,7 @@
 import BPFKit
 import Foundation
 import MMPolicyCore
+import MMPolicyKinds
 import MMPolicyTestSupport
 import Testing
 
@@ -21,7 +22,7 @@ private func manifestText(name: String, kind: String = "oom", object: String, ex
 /// Reads the ops table of fixture `name`, expecting it to be refused.
 private func opsFailure(_ fixture: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> OpsTableError? {
     let object = try BPFObject(path: TestPaths.fixture(fixture))
-    let error = #expect(throws: OpsTableError.self, sourceLocation: sourceLocation) { try OpsTable(reading: object) }
+    let error = #expect(throws: OpsTableError.self, sourceLocation: sourceLocation) { try OpsTable(reading: object, kinds: .builtIn) }
     if let error {
         #expect(error.object == "\(fixture).bpf.o", sourceLocation: sourceLocation)
         #expect(!error.description.contains("\n"), "one paragraph: \(error.description)", sourceLocation: sourceLocation)
@@ -37,7 +38,7 @@ private func openFailure(_ manifest: Manifest, searchPath: ObjectSearchPath,
                          overrides: [(String, ParameterValue)] = [],
                          sourceLocation: SourceLocation = #_sourceLocation) -> String? {
     do {
-        _ = try Policy.open(manifest: manifest, searchPath: searchPath, overrides: overrides)
+        _ = try Policy.open(manifest: manifest, searchPath: searchPath, kinds: .builtIn, overrides: overrides)
         Issue.record("policy '\(manifest.name)' opened but should not have", sourceLocation: sourceLocation)
         return nil
     } catch {
@@ -65,7 +66,7 @@ private var objectSearchPath: ObjectSearchPath { ObjectSearchPath(directories: [
     func readsTheTableOfAGoodObject(file: String, name: String, program: String, isFixture: Bool) throws {
         let path = isFixture ? TestPaths.fixture(file) : TestPaths.policyObject(file)
         let object = try BPFObject(path: path)
-        let ops = try OpsTable(reading: object)
+        let ops = try OpsTable(reading: object, kinds: .builtIn)
         #expect(ops.kind == .oom)
         #expect(ops.abiVersion == 1)
         #expect(ops.abiVersion == mmpolicyABIVersion)
@@ -76,6 +77,18 @@ private var objectSearchPath: ObjectSearchPath { ObjectSearchPath(directories: [
         #expect(ops.program(for: "no_such_slot") == nil)
         // The bound program really is a syscall program of the object.
         #expect(object.program(named: program)?.type == .syscall)
+    }
+
+    @Test func refusesAKindTheRegistryDoesNotList() throws {
+        let object = try BPFObject(path: TestPaths.policyObject("oom_largest"))
+        for (registry, known) in [(KindRegistry.empty, "none"), (KindRegistry.withTestKinds(.empty), "readahead (101), ksm (102)")] {
+            let error = #expect(throws: OpsTableError.self) { try OpsTable(reading: object, kinds: registry) }
+            #expect(error?.reason.contains("which this mmpolicy does not run (known kinds: \(known))") == true, "\(String(describing: error))")
+        }
+        // The kind's definition decides the slots: a definition with other slots refuses oom's.
+        let other = KindRegistry([TestKind("oom", abiID: OOMKind().abiID)])
+        let error = #expect(throws: OpsTableError.self) { try OpsTable(reading: object, kinds: other) }
+        #expect(error?.slot == "select_victim", "\(String(describing: error))")
     }
 
     @Test func refusesAnObjectWithoutATable() throws {
@@ -142,8 +155,8 @@ extension OpsTableTests {
         let dir = try ScratchDirectory()
         let objectPath = TestPaths.policyObject("oom_largest")
         let path = try dir.manifest("kind_mix", manifestText(name: "kind_mix", kind: "readahead", object: objectPath))
-        let manifest = try Manifest.load(path: path)
-        #expect(manifest.kind == .readahead)
+        let manifest = try Manifest.load(path: path, kinds: .withTestKinds(.builtIn))
+        #expect(manifest.kind == PolicyKind(rawValue: "readahead"))
         let text = try #require(openFailure(manifest, searchPath: objectSearchPath))
         #expect(text.contains("policy 'kind_mix' cannot be opened"), "\(text)")
         #expect(text.contains("kind 'readahead'"), "\(text)")
@@ -156,7 +169,7 @@ extension OpsTableTests {
     @Test func refusesAManifestNamingAMissingObject() throws {
         let dir = try ScratchDirectory()
         let path = try dir.manifest("ghost", manifestText(name: "ghost", object: "ghost_policy.bpf.o"))
-        let manifest = try Manifest.load(path: path)
+        let manifest = try Manifest.load(path: path, kinds: .withTestKinds(.builtIn))
         let searched = [dir.path + "/first", dir.path + "/second"]
         let text = try #require(openFailure(manifest, searchPath: ObjectSearchPath(directories: searched)))
         #expect(text.contains("'ghost_policy.bpf.o'"), "\(text)")
@@ -168,7 +181,7 @@ extension OpsTableTests {
     @Test func refusesAMissingObjectGivenAsAPath() throws {
         let dir = try ScratchDirectory()
         let path = try dir.manifest("ghost", manifestText(name: "ghost", object: "/nonexistent/ghost.bpf.o"))
-        let text = try #require(openFailure(try Manifest.load(path: path), searchPath: objectSearchPath))
+        let text = try #require(openFailure(try Manifest.load(path: path, kinds: .withTestKinds(.builtIn)), searchPath: objectSearchPath))
         #expect(text.contains("/nonexistent/ghost.bpf.o cannot be read"), "\(text)")
         #expect(text.contains("`make build`"), "\(text)")
     }
@@ -177,7 +190,7 @@ extension OpsTableTests {
         let dir = try ScratchDirectory()
         let path = try dir.manifest("extra_param", manifestText(
             name: "extra_param", object: "oom_largest.bpf.o", extra: "[params]\nmin_points = 1\nmax_points = 7\n"))
-        let text = try #require(openFailure(try Manifest.load(path: path), searchPath: objectSearchPath))
+        let text = try #require(openFailure(try Manifest.load(path: path, kinds: .withTestKinds(.builtIn)), searchPath: objectSearchPath))
         #expect(text.contains("parameter 'max_points' from \(path) [params] is refused"), "\(text)")
         #expect(text.contains("has no parameter 'max_points'"), "\(text)")
         #expect(text.contains("it has 'min_points' (s64)"), "\(text)")
@@ -187,30 +200,30 @@ extension OpsTableTests {
         let dir = try ScratchDirectory()
         let path = try dir.manifest("bool_points", manifestText(
             name: "bool_points", object: "oom_largest.bpf.o", extra: "[params]\nmin_points = true\n"))
-        let text = try #require(openFailure(try Manifest.load(path: path), searchPath: objectSearchPath))
+        let text = try #require(openFailure(try Manifest.load(path: path, kinds: .withTestKinds(.builtIn)), searchPath: objectSearchPath))
         #expect(text.contains("parameter 'min_points'"), "\(text)")
         #expect(text.contains("is a s64, not a boolean"), "\(text)")
         #expect(text.contains("Give an integer from -9223372036854775808 to 9223372036854775807"), "\(text)")
     }
 
     @Test func refusesABadOverride() throws {
-        let manifest = try Manifest.load(path: TestPaths.policies + "/oom_largest.toml")
+        let manifest = try Manifest.load(path: TestPaths.policies + "/oom_largest.toml", kinds: .builtIn)
         let text = try #require(openFailure(manifest, searchPath: objectSearchPath, overrides: [("min_points", .string("abc"))]))
         #expect(text.contains("from --set is refused"), "\(text)")
         #expect(text.contains("s64"), "\(text)")
     }
 
     @Test func appliesManifestParametersThenOverrides() throws {
-        let manifest = try Manifest.load(path: TestPaths.policies + "/oom_largest.toml")
+        let manifest = try Manifest.load(path: TestPaths.policies + "/oom_largest.toml", kinds: .builtIn)
         #expect(manifest.params["min_points"] == .integer(0))
 
-        let plain = try Policy.open(manifest: manifest, searchPath: objectSearchPath)
+        let plain = try Policy.open(manifest: manifest, searchPath: objectSearchPath, kinds: .builtIn)
         #expect(plain.objectPath == TestPaths.policyObject("oom_largest"))
         #expect(plain.name == "oom_largest")
         #expect(plain.ops.program(for: "select_victim") == "largest_select_victim")
         #expect(parameterValue(plain, "min_points") == .integer(0))
 
-        let overridden = try Policy.open(manifest: manifest, searchPath: objectSearchPath,
+        let overridden = try Policy.open(manifest: manifest, searchPath: objectSearchPath, kinds: .builtIn,
                                          overrides: [("min_points", .integer(5))])
         #expect(parameterValue(overridden, "min_points") == .integer(5))
         // The object's compiled-in default is still reported as the default.
@@ -221,9 +234,9 @@ extension OpsTableTests {
         let dir = try ScratchDirectory()
         let path = try dir.manifest("tuned", manifestText(
             name: "tuned", object: "oom_largest.bpf.o", extra: "[params]\nmin_points = 3\n"))
-        let tuned = try Manifest.load(path: path)
-        #expect(parameterValue(try Policy.open(manifest: tuned, searchPath: objectSearchPath), "min_points") == .integer(3))
-        let both = try Policy.open(manifest: tuned, searchPath: objectSearchPath, overrides: [("min_points", .integer(5))])
+        let tuned = try Manifest.load(path: path, kinds: .withTestKinds(.builtIn))
+        #expect(parameterValue(try Policy.open(manifest: tuned, searchPath: objectSearchPath, kinds: .builtIn), "min_points") == .integer(3))
+        let both = try Policy.open(manifest: tuned, searchPath: objectSearchPath, kinds: .builtIn, overrides: [("min_points", .integer(5))])
         #expect(parameterValue(both, "min_points") == .integer(5))
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import MMPolicyCore
+import MMPolicyKinds
+import MMPolicyTestSupport
 import Testing
 
 @testable import MMPolicyWatchdog
@@ -42,7 +44,7 @@ import Testing
         let elsewhere = SignalWindow(subject: "p", startNs: 0, endNs: Self.second,
                                      memory: MemorySignals(refaultsFile: 500_000, scanned: 0, stolen: 0, evicted: 520_000,
                                                            globalEvicted: 0, scopeBytes: 24 << 30))
-        for rule in GuardDefaults.rules(kind: .oom) where rule.metric == .refaultRatio || rule.metric == .refaultRatePerGiB {
+        for rule in GuardDefaults.rules(for: OOMKind()) where rule.metric == .refaultRatio || rule.metric == .refaultRatePerGiB {
             #expect(rule.judge(elsewhere) == .notJudged, "\(rule.name)")
         }
         // The same refaults with the system itself evicting are judged.
@@ -72,7 +74,7 @@ import Testing
             lastMinute: MinuteCounts(kills: 1, rejections: 2, errors: 3, deadlineMisses: 4, callbackRuns: 4, callbackRunTimeNanoseconds: 8_000))
         let expected: [GuardMetric: Double] = [
             .refaultRatio: 0.5, .refaultRatePerGiB: 2048, .scanEfficiency: 0.25, .psiSomeAvg10: 7.5, .bpfNsPerRun: 2000,
-            .bpfCPUPercent: 0.0008, .callbackMicroseconds: 2, .mapMemoryKB: 4, .killsPerMinute: 1, .consecutiveFallbacks: 2,
+            .bpfCPUPercent: 0.0008, .callbackMicroseconds: 2, .mapMemoryKB: 4, .actionsPerMinute: 1, .consecutiveFallbacks: 2,
             .rejectionsPerMinute: 2, .decisionErrorsPerMinute: 3, .deadlineMissesPerMinute: 4,
         ]
         for metric in GuardMetric.allCases {
@@ -83,52 +85,75 @@ import Testing
 
     // MARK: defaults
 
+    /// Kinds without guards or defaults of their own, and one that overrides a default.
+    static let plain = TestKind("plain", abiID: 201)
+    static let tiering = TestKind("tiering", abiID: 202, guardDefaults: [
+        "max_refault_ratio": GuardDefault(0.3, reason: "tiering evicts on purpose, so each refault is its own wrong guess"),
+        "max_bpf_cpu_percent": GuardDefault(nil, reason: "a test of turning a shared guard off"),
+    ])
+    static let definitions: [(any PolicyKindDefinition)?] = [OOMKind(), plain, tiering, nil]
+
     @Test func everyKindGetsTheGenericGuards() {
         let generic: Set = ["max_refault_ratio", "max_refault_rate_per_gib", "min_scan_efficiency", "max_bpf_ns_per_run",
-                            "max_bpf_cpu_percent", "max_map_memory_kb", "max_callback_us", "max_rejections",
+                            "max_map_memory_kb", "max_callback_us", "max_rejections",
                             "max_decision_errors", "max_deadline_misses"]
-        for kind in PolicyKind.allCases {
-            let names = Set(GuardDefaults.rules(kind: kind).map(\.name))
-            #expect(generic.isSubset(of: names), "\(kind): \(names)")
-            #expect(!names.contains("max_psi_some_avg10"), "PSI is off by default (\(kind))")
+        for definition in Self.definitions {
+            let names = Set(GuardDefaults.rules(for: definition).map(\.name))
+            #expect(generic.isSubset(of: names), "\(String(describing: definition?.kind)): \(names)")
+            #expect(!names.contains("max_psi_some_avg10"), "PSI is off by default (\(String(describing: definition?.kind)))")
+            #expect(!names.contains("deadline_ms") && !names.contains("breach_windows") && !names.contains("cooldown_s"),
+                    "settings are not per-window rules")
         }
     }
 
     @Test func theOOMKindAddsKillsAndFallbacks() throws {
-        let oom = GuardDefaults.rules(kind: .oom)
+        let oom = GuardDefaults.rules(for: OOMKind())
         let kills = try #require(oom.first { $0.name == "max_kills_per_minute" })
-        #expect(kills.metric == .killsPerMinute && kills.comparator == .above && kills.threshold == 6)
-        #expect(oom.first { $0.name == "max_consecutive_fallbacks" }?.threshold == 3)
-        for kind in [PolicyKind.readahead, .ksm, .tiering, .memnice] {
-            let names = GuardDefaults.rules(kind: kind).map(\.name)
-            #expect(!names.contains("max_kills_per_minute") && !names.contains("max_consecutive_fallbacks"), "\(kind)")
+        #expect(kills.metric == .actionsPerMinute && kills.comparator == .above && kills.threshold == 6)
+        #expect(oom.first { $0.name == "max_consecutive_fallbacks" }?.threshold == 3, "oom's own default for a shared guard")
+        for definition in [Self.plain, Self.tiering] {
+            let names = GuardDefaults.rules(for: definition).map(\.name)
+            #expect(!names.contains("max_kills_per_minute") && !names.contains("max_consecutive_fallbacks"), "\(definition.kind)")
         }
     }
 
-    @Test func tieringHasATighterRefaultRatio() {
-        func ratio(_ kind: PolicyKind) -> Double? { GuardDefaults.rules(kind: kind).first { $0.metric == .refaultRatio }?.threshold }
-        #expect(ratio(.tiering) == 0.3)
-        #expect(ratio(.oom) == 0.5 && ratio(.readahead) == 0.5 && ratio(.ksm) == 0.5 && ratio(.memnice) == 0.5)
+    @Test func aKindsDefaultReplacesTheSharedOne() {
+        func threshold(_ definition: (any PolicyKindDefinition)?, _ key: String) -> Double? {
+            GuardDefaults.rules(for: definition).first { $0.name == key }?.threshold
+        }
+        #expect(threshold(Self.tiering, "max_refault_ratio") == 0.3)
+        #expect(threshold(OOMKind(), "max_refault_ratio") == 0.5 && threshold(Self.plain, "max_refault_ratio") == 0.5)
+        #expect(threshold(Self.tiering, "max_bpf_cpu_percent") == nil, "a kind may turn a shared guard off")
+        #expect(threshold(Self.plain, "max_bpf_cpu_percent") == 25)
+        #expect(GuardTable.defaultValue("max_consecutive_fallbacks", for: OOMKind()) == 3)
+        #expect(GuardTable.defaultValue("max_consecutive_fallbacks", for: Self.plain) == nil)
+        #expect(GuardTable.value("deadline_ms", settings: GuardSettings(), for: OOMKind()) == 100)
+        #expect(GuardTable.value("deadline_ms", settings: ["deadline_ms": 20], for: OOMKind()) == 20)
     }
 
-    @Test func everyTableKeyIsAManifestKeyAndEveryRuleHasAFloorWhereItNeedsOne() {
-        for entry in GuardDefaults.table {
-            #expect(GuardSettings.knownKeys.contains(entry.key), "\(entry.key) is not a [guards] key")
+    @Test func everyTableKeyIsUniqueAndEveryRuleHasAFloorWhereItNeedsOne() {
+        let entries = GuardTable.entries(for: OOMKind())
+        #expect(Set(entries.map(\.key)).count == entries.count)
+        for entry in entries {
+            #expect(entry.range.contains(entry.sharedDefault ?? entry.range.bounds.lowerBound), "\(entry.key)'s default is in its range")
+            #expect(!entry.reason.isEmpty, "\(entry.key) says why")
         }
-        #expect(Set(GuardDefaults.table.map(\.key)).count == GuardDefaults.table.count)
-        let floors = Dictionary(uniqueKeysWithValues: GuardDefaults.table.map { ($0.metric, $0.minimumActivity) })
+        let floors = Dictionary(uniqueKeysWithValues: entries.compactMap { entry in entry.metric.map { ($0, entry.minimumActivity) } })
         #expect(floors[.refaultRatio] == 1000)
         #expect(floors[.scanEfficiency] == 10_000)
         #expect(floors[.refaultRatePerGiB] == 256)
         #expect(floors[.bpfNsPerRun] == 100)
         #expect(floors[.callbackMicroseconds] == 3)
+        #expect(entries.filter { $0.metric == nil }.map(\.key) == ["deadline_ms", "breach_windows", "cooldown_s"])
     }
 
     @Test func manifestSettingsOverrideTheDefaultsEitherWay() throws {
-        let settings = GuardSettings(maxKillsPerMinute: 20, maxCallbackUs: 500, maxRefaultRatio: 0.9, minScanEfficiency: 0.02,
-                                     maxPSISomeAvg10: 40, breachWindows: 5, maxDecisionErrors: 0, maxDeadlineMisses: 10,
-                                     maxMapMemoryKB: 1024, maxBPFNsPerRun: 2000, maxBPFCPUPercent: 5, maxRefaultRatePerGiB: 1000)
-        let rules = Dictionary(uniqueKeysWithValues: GuardDefaults.rules(kind: .oom, settings: settings).map { ($0.name, $0.threshold) })
+        let settings: GuardSettings = [
+            "max_kills_per_minute": 20, "max_callback_us": 500, "max_refault_ratio": 0.9, "min_scan_efficiency": 0.02,
+            "max_psi_some_avg10": 40, "breach_windows": 5, "max_decision_errors": 0, "max_deadline_misses": 10,
+            "max_map_memory_kb": 1024, "max_bpf_ns_per_run": 2000, "max_bpf_cpu_percent": 5, "max_refault_rate_per_gib": 1000,
+        ]
+        let rules = Dictionary(uniqueKeysWithValues: GuardDefaults.rules(for: OOMKind(), settings: settings).map { ($0.name, $0.threshold) })
         #expect(rules["max_kills_per_minute"] == 20, "looser")
         #expect(rules["max_refault_ratio"] == 0.9)
         #expect(rules["min_scan_efficiency"] == 0.02)
@@ -144,12 +169,12 @@ import Testing
         #expect(GuardDefaults.breachWindows(settings) == 5)
         #expect(GuardDefaults.breachWindows(GuardSettings()) == 3)
 
-        // A kind-specific guard can be turned on for another kind too.
-        let tiering = GuardDefaults.rules(kind: .tiering, settings: GuardSettings(maxKillsPerMinute: 1))
-        #expect(tiering.contains { $0.name == "max_kills_per_minute" && $0.threshold == 1 })
-        let monitor = GuardMonitor(subject: "p", kind: .oom, settings: settings)
+        // A shared guard that is off for a kind can be turned on for it.
+        let plain = GuardDefaults.rules(for: Self.plain, settings: ["max_consecutive_fallbacks": 1])
+        #expect(plain.contains { $0.name == "max_consecutive_fallbacks" && $0.threshold == 1 })
+        let monitor = GuardMonitor(subject: "p", definition: OOMKind(), settings: settings)
         #expect(monitor.breachWindows == 5)
-        #expect(monitor.rules.count == GuardDefaults.table.count)
+        #expect(monitor.rules.count == GuardTable.entries(for: OOMKind()).filter { $0.metric != nil }.count)
     }
 
     // MARK: monitor
@@ -203,7 +228,7 @@ import Testing
     }
 
     @Test func aKillBurstTripsTheOOMGuardAfterItsWindows() throws {
-        var monitor = GuardMonitor(subject: "oom_growth", kind: .oom)
+        var monitor = GuardMonitor(subject: "oom_growth", definition: OOMKind())
         func window(_ index: UInt64, killsInMinute: UInt64) -> SignalWindow {
             SignalWindow(subject: "oom_growth", startNs: (index - 1) * Self.second, endNs: index * Self.second,
                          lastMinute: MinuteCounts(kills: killsInMinute))
@@ -214,7 +239,7 @@ import Testing
         let observed = monitor.observe(window(4, killsInMinute: 7))
         let trip = try #require(observed)
         #expect(trip.guardName == "max_kills_per_minute")
-        #expect(trip.summary == "kills_per_minute 7, 7, 7 above 6 for 3 consecutive 1 s windows")
+        #expect(trip.summary == "actions_per_minute 7, 7, 7 above 6 for 3 consecutive 1 s windows")
     }
 
     @Test func aHealthyIdleWindowTripsNoDefaultGuardOfAnyKind() {
@@ -226,9 +251,9 @@ import Testing
             pressure: PressureSignals(someStallMicroseconds: 1000, someAvg10: 0.4),
             bpf: BPFSignals(programs: [ProgramSignals(name: "sensor", role: .sensor, runs: 20_000, runTimeNanoseconds: 6_000_000)],
                             mapMemoryBytes: 3 << 20))
-        for kind in PolicyKind.allCases {
-            var monitor = GuardMonitor(subject: "p", kind: kind)
-            for _ in 0..<10 { #expect(monitor.observe(window) == nil, "\(kind)") }
+        for definition in Self.definitions {
+            var monitor = GuardMonitor(subject: "p", definition: definition)
+            for _ in 0..<10 { #expect(monitor.observe(window) == nil, "\(String(describing: definition?.kind))") }
         }
     }
 

@@ -1,6 +1,7 @@
 import BPFKit
 import CMMPolicyABI
 import MMPolicyCore
+import MMPolicyKinds
 import MMPolicyTestSupport
 import Testing
 
@@ -60,11 +61,11 @@ import Glibc
         let scope = SignalScope(try ResolvedScope.cgroup(memcg.path, mount: mount))
         #expect(scope == (mount.version == .v1 ? .memcgV1(path: memcg.path) : .memcgV2(path: memcg.path)))
         let sampler = SignalSampler()
-        sampler.register(WatchedSubject(name: "reader", kind: .readahead, scope: scope))
+        sampler.register(WatchedSubject(name: "reader", kind: PolicyKind(rawValue: "readahead"), scope: scope))
         // A system-scope policy next to it: the memcg's thrash is not the system's.
         sampler.register(WatchedSubject(name: "host", kind: .oom, scope: .system))
-        var monitor = GuardMonitor(subject: "reader", kind: .readahead)
-        var hostMonitor = GuardMonitor(subject: "host", kind: .oom)
+        var monitor = GuardMonitor(subject: "reader", definition: nil)
+        var hostMonitor = GuardMonitor(subject: "host", definition: OOMKind())
         var hostTrips: [GuardTrip] = []
         var hostUnderGlobalReclaim = false
         let start = monotonicNanoseconds()
@@ -111,7 +112,7 @@ import Glibc
 
     @Test func aLoadedPolicysRunsAndMapsShowInItsWindow() throws {
         let stats = try BPFStatsSession()
-        let policy = try Policy.open(objectPath: TestPaths.policyObject("oom_growth"))
+        let policy = try Policy.open(objectPath: TestPaths.policyObject("oom_growth"), kinds: .builtIn)
         try policy.load()
         let sensor = try #require(policy.object.programs.first { $0.type != .syscall })
         let link = try sensor.attach()
@@ -156,7 +157,7 @@ import Glibc
         #expect(window.decisions.decisions == UInt64(runs) && window.derived.errorsPerMinute == 1)
         print("oom_growth window: \(window.bpf.programs), maps \(window.bpf.mapMemoryBytes) bytes, "
               + "\(decimalString(window.derived.bpfCPUPercent, places: 3)) % CPU")
-        var monitor = GuardMonitor(subject: "oom_growth", kind: .oom)
+        var monitor = GuardMonitor(subject: "oom_growth", definition: OOMKind())
         #expect(monitor.observe(window) == nil)
         _ = (stats, link)
     }

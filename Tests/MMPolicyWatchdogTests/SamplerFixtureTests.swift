@@ -110,9 +110,9 @@ final class PThreadMutex: @unchecked Sendable {
                           v2Stat: Self.v2Stat(refaultsFile: 0, scanned: 0, stolen: 0), v2Max: 1, v2Some: 0)
         let health = HealthCounter()
         let sampler = SignalSampler(files: fixture.files)
-        sampler.register(WatchedSubject(name: "sys", kind: .oom, scope: .system, health: { health.read() }))
-        sampler.register(WatchedSubject(name: "one", kind: .readahead, scope: .memcgV1(path: fixture.v1)))
-        sampler.register(WatchedSubject(name: "two", kind: .tiering, scope: .memcgV2(path: fixture.v2)))
+        sampler.register(WatchedSubject(name: "sys", kind: PolicyKind(rawValue: "oom"), scope: .system, health: { health.read() }))
+        sampler.register(WatchedSubject(name: "one", kind: PolicyKind(rawValue: "readahead"), scope: .memcgV1(path: fixture.v1)))
+        sampler.register(WatchedSubject(name: "two", kind: PolicyKind(rawValue: "tiering"), scope: .memcgV2(path: fixture.v2)))
         #expect(sampler.subjectNames == ["sys", "one", "two"])
         #expect(sampler.sample(nowNs: 10 * Self.second).isEmpty, "the first sample is every subject's baseline")
 
@@ -165,9 +165,9 @@ final class PThreadMutex: @unchecked Sendable {
         try fixture.write(vmstat: Self.vmstat(), pressure: Self.pressure(some: 0, full: 0), v1Stat: Self.v1Stat(refaultsFile: 0),
                           v1Failcnt: 0, v2Stat: Self.v2Stat(refaultsFile: 0, scanned: 0, stolen: 0), v2Max: 0, v2Some: 0)
         let sampler = SignalSampler(files: fixture.files)
-        sampler.register(WatchedSubject(name: "a", kind: .oom, scope: .system))
+        sampler.register(WatchedSubject(name: "a", kind: PolicyKind(rawValue: "oom"), scope: .system))
         #expect(sampler.sample(nowNs: 1 * Self.second).isEmpty)
-        sampler.register(WatchedSubject(name: "b", kind: .ksm, scope: .memcgV2(path: fixture.v2)))
+        sampler.register(WatchedSubject(name: "b", kind: PolicyKind(rawValue: "ksm"), scope: .memcgV2(path: fixture.v2)))
         #expect(Set(sampler.sample(nowNs: 2 * Self.second).keys) == ["a"], "b's first sample is its baseline")
         let third = sampler.sample(nowNs: 3 * Self.second)
         #expect(Set(third.keys) == ["a", "b"])
@@ -175,7 +175,7 @@ final class PThreadMutex: @unchecked Sendable {
         sampler.unregister(name: "a")
         #expect(Set(sampler.sample(nowNs: 4 * Self.second).keys) == ["b"])
         // Registering a name again starts it over.
-        sampler.register(WatchedSubject(name: "b", kind: .ksm, scope: .system))
+        sampler.register(WatchedSubject(name: "b", kind: PolicyKind(rawValue: "ksm"), scope: .system))
         #expect(sampler.sample(nowNs: 5 * Self.second).isEmpty)
         sampler.unregister(name: "nobody")
         #expect(sampler.subjectNames == ["b"])
@@ -189,7 +189,7 @@ final class PThreadMutex: @unchecked Sendable {
         }
         try write(refaults: 0)
         let sampler = SignalSampler(files: fixture.files)
-        sampler.register(WatchedSubject(name: "one", kind: .oom, scope: .memcgV1(path: fixture.v1)))
+        sampler.register(WatchedSubject(name: "one", kind: PolicyKind(rawValue: "oom"), scope: .memcgV1(path: fixture.v1)))
         _ = sampler.sample(nowNs: 1 * Self.second)
         unlink(fixture.v1 + "/memory.stat")
         let missing = try #require(sampler.sample(nowNs: 2 * Self.second)["one"])
@@ -210,9 +210,9 @@ final class PThreadMutex: @unchecked Sendable {
         try fixture.write(vmstat: "nonsense\n", pressure: "garbage\n", v1Stat: Self.v1Stat(refaultsFile: 0), v1Failcnt: 0,
                           v2Stat: Self.v2Stat(refaultsFile: 0, scanned: 0, stolen: 0), v2Max: 0, v2Some: 0)
         let sampler = SignalSampler(files: fixture.files)
-        sampler.register(WatchedSubject(name: "a", kind: .oom, scope: .system))
-        sampler.register(WatchedSubject(name: "b", kind: .memnice, scope: .system))
-        sampler.register(WatchedSubject(name: "c", kind: .tiering, scope: .memcgV2(path: fixture.v2)))
+        sampler.register(WatchedSubject(name: "a", kind: PolicyKind(rawValue: "oom"), scope: .system))
+        sampler.register(WatchedSubject(name: "b", kind: PolicyKind(rawValue: "memnice"), scope: .system))
+        sampler.register(WatchedSubject(name: "c", kind: PolicyKind(rawValue: "tiering"), scope: .memcgV2(path: fixture.v2)))
         _ = sampler.sample(nowNs: Self.second)
         let windows = sampler.sample(nowNs: 2 * Self.second)
         for name in ["a", "b"] {
@@ -230,7 +230,7 @@ final class PThreadMutex: @unchecked Sendable {
         try fixture.write(vmstat: Self.vmstat(), pressure: Self.pressure(some: 0, full: 0), v1Stat: Self.v1Stat(refaultsFile: 0),
                           v1Failcnt: 0, v2Stat: Self.v2Stat(refaultsFile: 0, scanned: 0, stolen: 0), v2Max: 0, v2Some: 0)
         let sampler = SignalSampler(files: fixture.files)
-        sampler.register(WatchedSubject(name: "a", kind: .oom, scope: .system,
+        sampler.register(WatchedSubject(name: "a", kind: PolicyKind(rawValue: "oom"), scope: .system,
                                         programs: [WatchedProgram(name: "gone", role: .callback, fd: 9999)],
                                         maps: [WatchedMap(name: "gone_map", fd: 9998)]))
         _ = sampler.sample(nowNs: Self.second)

@@ -34,7 +34,7 @@ struct SelectBench: ParsableCommand {
             var samples: [Double] = []
             for _ in 0..<loadTrials {
                 let start = monotonicNanoseconds()
-                let policy = try Policy.open(objectPath: "\(objects)/\(name).bpf.o")
+                let policy = try Policy.open(objectPath: "\(objects)/\(name).bpf.o", kinds: .builtIn)
                 try policy.load()
                 samples.append(Double(monotonicNanoseconds() - start) / 1e6)
             }
@@ -48,7 +48,7 @@ struct SelectBench: ParsableCommand {
         defer { stats.restore() }
         let measured = policies.map { ($0, "\(objects)/\($0).bpf.o") } + [("walk_floor (iterator only)", "\(objects)/bench/walk_floor.bpf.o")]
         let loaded = try measured.map { name, path -> (String, Policy, OOMSelector) in
-            let policy = try Policy.open(objectPath: path)
+            let policy = try Policy.open(objectPath: path, kinds: .builtIn)
             try policy.load()
             return (name, policy, try OOMSelector(policy: policy.object, ops: policy.ops))
         }

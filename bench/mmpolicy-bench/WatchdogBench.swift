@@ -5,6 +5,7 @@
 import ArgumentParser
 import BPFKit
 import MMPolicyCore
+import MMPolicyKinds
 import MMPolicyWatchdog
 
 #if canImport(Glibc)
@@ -91,7 +92,7 @@ struct WatchdogBench: ParsableCommand {
     }
 
     static func guardDefault(_ key: String) -> Double? {
-        GuardDefaults.table.first { $0.key == key }?.defaults[.oom]
+        GuardTable.defaultValue(key, for: OOMKind())
     }
 
     // MARK: one detection trial

@@ -13,10 +13,13 @@ public struct DaemonConfiguration: Sendable {
     public var pinDirectory: String
     /// The watchdog's sampling window, milliseconds.
     public var watchdogWindowMs: Int
+    /// The kinds the daemon reads manifests and objects of (the CLI passes `.builtIn`).
+    public var kinds: KindRegistry
 
     public init(socketPath: String = DaemonDefaults.socketPath, stateDirectory: String = DaemonDefaults.stateDirectory,
                 policyDirectory: String, objectSearchPath: ObjectSearchPath? = nil, defaultSetPath: String? = nil,
-                pinDirectory: String = DaemonDefaults.pinDirectory, watchdogWindowMs: Int = 1000) {
+                pinDirectory: String = DaemonDefaults.pinDirectory, watchdogWindowMs: Int = 1000,
+                kinds: KindRegistry = .empty) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.policyDirectory = policyDirectory
@@ -24,5 +27,6 @@ public struct DaemonConfiguration: Sendable {
         self.defaultSetPath = defaultSetPath
         self.pinDirectory = pinDirectory
         self.watchdogWindowMs = watchdogWindowMs
+        self.kinds = kinds
     }
 }

@@ -81,7 +81,8 @@ public actor PolicyManager {
         let overrides = request.overrides.map { ($0.key, ParameterValue(parsing: $0.value)) }
         let policy: Policy
         do {
-            policy = try Policy.open(manifest: manifest, searchPath: configuration.objectSearchPath, overrides: overrides)
+            policy = try Policy.open(manifest: manifest, searchPath: configuration.objectSearchPath, kinds: configuration.kinds,
+                                     overrides: overrides)
         } catch {
             throw DaemonRequestError("\(error)")
         }
@@ -112,7 +113,7 @@ public actor PolicyManager {
             engine.decisionCounters(of: name).map(DecisionHealth.init) ?? DecisionHealth()
         }
         subject.name = name
-        watchdog.watch(subject, settings: manifest.guards)
+        watchdog.watch(subject, definition: configuration.kinds.definition(for: manifest.kind), settings: manifest.guards)
         if persist {
             do { try store.setDesired(desired) } catch { logger.error("saving the desired set failed: \(error)") }
         }
@@ -124,9 +125,9 @@ public actor PolicyManager {
 
     func resolveManifest(_ reference: String) throws -> Manifest {
         if reference.contains("/") || reference.hasSuffix(".toml") {
-            do { return try Manifest.load(path: reference) } catch { throw DaemonRequestError("\(error)") }
+            do { return try Manifest.load(path: reference, kinds: configuration.kinds) } catch { throw DaemonRequestError("\(error)") }
         }
-        let catalog = PolicyCatalog.load(directory: configuration.policyDirectory)
+        let catalog = PolicyCatalog.load(directory: configuration.policyDirectory, kinds: configuration.kinds)
         if let manifest = catalog.manifest(named: reference) { return manifest }
         if let broken = catalog.errors.first(where: { $0.path.hasSuffix("/\(reference).toml") }) {
             throw DaemonRequestError("\(broken)")
@@ -187,7 +188,7 @@ public actor PolicyManager {
 
     /// How long an ejected policy may not be loaded again without --force,
     /// unless its manifest's `[guards] cooldown_s` says otherwise.
-    static let defaultCooldownSeconds = 300
+    static let defaultCooldownSeconds = Int(GuardTable.sharedEntry("cooldown_s")?.sharedDefault ?? 300)
 
     /// How long ago `timeNs` (wall clock) was.
     static func age(of timeNs: Int64) -> String { durationString(seconds: Double(wallClockNanoseconds() - timeNs) / 1e9) }

@@ -46,11 +46,11 @@ public final class Watchdog: Sendable {
 
     // MARK: registration
 
-    /// Starts watching `subject` with the guards for `kind` and `settings`.
-    public func watch(_ subject: WatchedSubject, settings: GuardSettings) {
+    /// Starts watching `subject` with the guards for `definition`'s kind and `settings`.
+    public func watch(_ subject: WatchedSubject, definition: (any PolicyKindDefinition)?, settings: GuardSettings) {
         state.withLock { state in
             state.sampler.register(subject)
-            state.watched[subject.name] = Watched(monitor: GuardMonitor(subject: subject.name, kind: subject.kind, settings: settings))
+            state.watched[subject.name] = Watched(monitor: GuardMonitor(subject: subject.name, definition: definition, settings: settings))
         }
     }
 

@@ -44,10 +44,10 @@ public struct GuardMonitor: Sendable {
         ring.reserveCapacity(self.historyLimit)
     }
 
-    /// The monitor for a policy of `kind` with manifest guards `settings`.
-    public init(subject: String, kind: PolicyKind, settings: GuardSettings = GuardSettings(),
+    /// The monitor for a policy of `definition`'s kind with manifest guards `settings`.
+    public init(subject: String, definition: (any PolicyKindDefinition)?, settings: GuardSettings = GuardSettings(),
                 historyLimit: Int = GuardDefaults.historyWindows) {
-        self.init(subject: subject, rules: GuardDefaults.rules(kind: kind, settings: settings),
+        self.init(subject: subject, rules: GuardDefaults.rules(for: definition, settings: settings),
                   breachWindows: GuardDefaults.breachWindows(settings), historyLimit: historyLimit)
     }
 

@@ -1,35 +1,10 @@
 import BPFKit
 
-/// The figure of a ``SignalWindow`` a guard watches. The raw value is the
-/// name trips and status output use.
-public enum GuardMetric: String, Sendable, Equatable, Codable, CaseIterable {
-    /// Refaulted pages / evicted pages. Activity: evicted pages per second
-    /// (system scope: evictions not caused by memcg limits).
-    case refaultRatio = "refault_ratio"
-    /// Refaulted pages per second per GiB of the scope's memory. Activity:
-    /// as refaultRatio; on cgroup v1, which counts no evictions, refaulted
-    /// pages per second.
-    case refaultRatePerGiB = "refault_rate_per_gib"
-    /// Pages reclaim stole / pages it scanned (system scope: global reclaim).
-    /// Activity: scanned pages per second.
-    case scanEfficiency = "scan_efficiency"
-    /// PSI memory `some` avg10, percent.
-    case psiSomeAvg10 = "psi_some_avg10"
-    /// Mean run time of the policy's BPF programs, ns. Activity: runs per second.
-    case bpfNsPerRun = "bpf_ns_per_run"
-    /// The policy's BPF run time as a share of one CPU, percent.
-    case bpfCPUPercent = "bpf_cpu_percent"
-    /// Mean run time of the policy's callbacks over the last minute, µs.
-    /// Activity: callback runs in the last minute.
-    case callbackMicroseconds = "callback_us"
-    /// Memory charged for the policy's maps, KiB.
-    case mapMemoryKB = "map_memory_kb"
-    case killsPerMinute = "kills_per_minute"
-    case consecutiveFallbacks = "consecutive_fallbacks"
-    case rejectionsPerMinute = "rejections_per_minute"
-    case decisionErrorsPerMinute = "decision_errors_per_minute"
-    case deadlineMissesPerMinute = "deadline_misses_per_minute"
+import MMPolicyCore
 
+/// How the watchdog reads each ``GuardMetric`` (whose names live in Core,
+/// with the guard table) out of a ``SignalWindow``, and prints it.
+extension GuardMetric {
     /// The figure in `window`; nil when the window does not have it (nothing
     /// to divide by, or a signal that could not be read).
     public func value(in window: SignalWindow) -> Double? {
@@ -43,7 +18,7 @@ public enum GuardMetric: String, Sendable, Equatable, Codable, CaseIterable {
         case .bpfCPUPercent: return derived.bpfCPUPercent
         case .callbackMicroseconds: return derived.callbackMicrosecondsPerRun
         case .mapMemoryKB: return derived.mapMemoryKB
-        case .killsPerMinute: return Double(derived.killsPerMinute)
+        case .actionsPerMinute: return Double(derived.killsPerMinute)
         case .consecutiveFallbacks: return Double(derived.consecutiveFallbacks)
         case .rejectionsPerMinute: return Double(derived.rejectionsPerMinute)
         case .decisionErrorsPerMinute: return Double(derived.errorsPerMinute)
@@ -87,9 +62,7 @@ public enum GuardMetric: String, Sendable, Equatable, Codable, CaseIterable {
 /// that idle noise (3 refaults of 4 evicted pages) never reads as a breach.
 public struct GuardRule: Sendable, Equatable, Codable {
     /// Which side of the threshold is a breach. The threshold itself is not.
-    public enum Comparator: String, Sendable, Equatable, Codable {
-        case above, below
-    }
+    public typealias Comparator = GuardComparator
 
     /// The manifest key the threshold comes from, e.g. `max_refault_ratio`.
     public var name: String

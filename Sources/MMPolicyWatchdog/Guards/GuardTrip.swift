@@ -1,4 +1,5 @@
 import BPFKit
+import MMPolicyCore
 
 /// Why a guard ejected a policy: which guard, the threshold, and the values
 /// of the consecutive windows that breached it, like sched_ext's exit info.

@@ -36,8 +36,9 @@ public struct PolicyCatalog: Sendable {
     /// Where an installed mmpolicy keeps its policies.
     public static let systemDirectory = "/etc/mmpolicy/policies"
 
-    /// Loads every `*.toml` in `directory` except ``setFileName`` and hidden files.
-    public static func load(directory: String) -> PolicyCatalog {
+    /// Loads every `*.toml` in `directory` except ``setFileName`` and hidden
+    /// files; `kinds` are the kinds a manifest may be of.
+    public static func load(directory: String, kinds: KindRegistry) -> PolicyCatalog {
         var catalog = PolicyCatalog(directory: directory)
         let names: [String]
         switch listDirectory(directory) {
@@ -50,7 +51,7 @@ public struct PolicyCatalog: Sendable {
         for name in names.sorted()
         where name.hasSuffix(".toml") && name.count > 5 && !name.hasPrefix(".") && name != setFileName {
             do {
-                catalog.manifests.append(try Manifest.load(path: base + name))
+                catalog.manifests.append(try Manifest.load(path: base + name, kinds: kinds))
             } catch {
                 catalog.errors.append(error)
             }

@@ -52,48 +52,34 @@ public struct PolicySet: Sendable, Equatable {
     }
 
     public static func parse(toml: String, path: String) throws(ManifestError) -> PolicySet {
-        let root: TOMLTable
-        do { root = try TOMLTable(string: toml) } catch let error as TOMLParseError {
-            throw ManifestError(path: path, key: "", reason: .syntax(line: error.source.begin.line, column: error.source.begin.column, message: error.description))
-        } catch {
-            throw ManifestError(path: path, key: "", reason: .syntax(line: 0, column: 0, message: "\(error)"))
-        }
-        for key in root.keys where key != "policy" {
-            throw ManifestError(path: path, key: key, reason: .unknownKey(known: ["policy"]))
-        }
+        let values = TOMLValues(path: path)
+        let root = try values.parseDocument(toml)
+        try values.checkKeys(root, at: "", known: ["policy"])
         guard let value = root["policy"] else { return PolicySet(path: path, entries: []) }
         guard let array = value.array else {
-            throw ManifestError(path: path, key: "policy", reason: .wrongType(expected: "an array of tables, written [[policy]]", found: "\(value.type)"))
+            throw values.fail("policy", .wrongType(expected: "an array of tables, written [[policy]]", found: values.found(value)))
         }
         var entries: [Entry] = []
-        for (index, element) in array.enumerated() {
+        for index in 0..<array.count {
+            let element = array[index]
             let key = "policy[\(index)]"
-            guard let table = element.table else {
-                throw ManifestError(path: path, key: key, reason: .wrongType(expected: "a table", found: "\(element.type)"))
-            }
-            for entryKey in table.keys where !knownKeys.contains(entryKey) {
-                throw ManifestError(path: path, key: key + "." + entryKey, reason: .unknownKey(known: knownKeys))
-            }
-            guard let name = table["name"]?.string, Manifest.isValidName(name) else {
-                throw ManifestError(path: path, key: key + ".name", reason: .wrongType(expected: "a policy name ([a-z0-9_]{1,31})", found: table["name"].map { "\($0)" } ?? "nothing"))
+            let table = try values.table(element, at: key)
+            try values.checkKeys(table, at: key, known: knownKeys)
+            let nameRule = "a policy name (1 to \(Manifest.maxNameLength) characters from a-z, 0-9 and _)"
+            guard let nameValue = table["name"] else { throw values.fail(key + ".name", .missingKey(expected: nameRule)) }
+            let name = try values.string(nameValue, at: key + ".name", nameRule)
+            guard Manifest.isValidName(name) else {
+                throw values.fail(key + ".name", .invalidValue(expected: nameRule, found: values.found(name)))
             }
             var entry = Entry(name: name)
             if let scope = table["scope"] {
-                guard let text = scope.string else {
-                    throw ManifestError(path: path, key: key + ".scope", reason: .wrongType(expected: "\"system\" or a cgroup path", found: "\(scope.type)"))
-                }
-                entry.scope = text
+                // Checked here so a broken set is refused before the daemon starts; kept as written.
+                _ = try values.scope(scope, at: key + ".scope")
+                entry.scope = scope.string
             }
-            if let mode = table["mode"] {
-                guard let text = mode.string, let parsed = PolicyMode(rawValue: text) else {
-                    throw ManifestError(path: path, key: key + ".mode", reason: .invalidValue(expected: "\"enforce\" or \"observe\"", found: "\(mode)"))
-                }
-                entry.mode = parsed
-            }
+            if let mode = table["mode"] { entry.mode = try values.mode(mode, at: key + ".mode") }
             if let set = table["set"] {
-                guard let sets = set.table else {
-                    throw ManifestError(path: path, key: key + ".set", reason: .wrongType(expected: "a table of parameter values", found: "\(set.type)"))
-                }
+                let sets = try values.table(set, at: key + ".set")
                 entry.set = sets.keys.sorted().map { ($0, sets[$0].map { v in v.string ?? "\(v)" } ?? "") }
             }
             entries.append(entry)

@@ -73,7 +73,7 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
             var text = "\(path): unknown key '\(key)' \(place); the known keys there are: \(list). "
             if !table.isEmpty, Manifest.knownKeys.contains(leaf) {
                 text += "'\(leaf)' is a top-level key: move it above the first [table] header. "
-            } else if table.isEmpty, GuardSettings.knownKeys.contains(leaf) {
+            } else if table.isEmpty, GuardTable.sharedKeys.contains(leaf) {
                 text += "'\(leaf)' belongs in the [guards] table. "
             } else if table.isEmpty, ProtectList.knownKeys.contains(leaf) {
                 text += "'\(leaf)' belongs in the [protect] table. "
