@@ -13,7 +13,7 @@ import Glibc
 /// counts the holders of BPF_ENABLE_STATS file descriptors and keeps the
 /// statistics on while any is open (or the sysctl is 1). Owns that file
 /// descriptor and closes it when released.
-public final class BPFStatsSession {
+public final class BPFStatsSession: Sendable {
     private let fd: Int32
 
     public init() throws(BPFError) {

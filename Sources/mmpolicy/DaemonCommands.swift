@@ -140,7 +140,7 @@ struct UnloadCommand: ParsableCommand {
 /// `mmpolicy status`.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show the daemon and every loaded policy: scope, mode, uptime, decisions, rejections, fallbacks, BPF run time, the watchdog's signals and guards, and the last exit.")
+        commandName: "status", abstract: "Show the daemon and every loaded policy: scope, mode, uptime, decisions by outcome, BPF run time, the watchdog's signals and guards, and the last exit.")
 
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "A live view: each policy's recent watchdog windows, refreshed every window until interrupted (with --json, one JSON object per line).")
@@ -213,11 +213,13 @@ struct StatusCommand: ParsableCommand {
             lines.append("no policies loaded (load one with `mmpolicy load NAME`)")
             return lines.joined(separator: "\n")
         }
-        lines.append(table(["NAME", "KIND", "SCOPE", "MODE", "UPTIME", "DECISIONS", "ENFORCED", "REJECTED", "FALLBACKS", "AGREE", "BPF RUNS", "BPF TIME"],
+        lines.append(table(["NAME", "KIND", "SCOPE", "MODE", "UPTIME", "DECISIONS", "CARRIED OUT", "REJECTED", "FELL BACK", "ERRORS", "AGREE", "BPF RUNS", "BPF TIME"],
                     policies.map { p in
-                        [p.name, p.kind, p.scope, p.mode, durationString(seconds: p.uptimeSeconds), String(p.decisions), String(p.enforced),
-                         String(p.rejections), String(p.fallbacks), p.mode == "observe" ? "\(p.agreements)/\(p.agreements + p.disagreements)" : "-",
-                         String(p.bpfRunCount), p.bpfRunCount == 0 ? "-" : "\(decimalString(Double(p.bpfRunTimeNs) / 1000, places: 1)) us"]
+                        let d = p.decisions
+                        return [p.name, p.kind, p.scope, p.mode, durationString(seconds: p.uptimeSeconds), String(d.total), String(d.carriedOut),
+                                String(d.rejected), String(d.fellBack), String(d.errors),
+                                d.agreements + d.disagreements > 0 ? "\(d.agreements)/\(d.agreements + d.disagreements)" : "-",
+                                String(p.bpfRunCount), p.bpfRunCount == 0 ? "-" : "\(decimalString(Double(p.bpfRunTimeNs) / 1000, places: 1)) us"]
                     }))
         for p in policies {
             if let last = p.lastDecision { lines.append("  \(p.name) last decision \(formatTime(last.timeNs)): \(last.summary)") }
@@ -234,7 +236,7 @@ struct StatusCommand: ParsableCommand {
 /// `mmpolicy events`.
 struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "events", abstract: "Show the audit trail: decisions (with their latency breakdown), kernel kills, loads and unloads.")
+        commandName: "events", abstract: "Show the audit trail: decisions (with their latency breakdown), kernel actions, loads, unloads and watchdog exits. With --json, each decision is an envelope (kind, trigger, scope, mode, outcome, timing) around the kind's payload; docs/control-protocol.md lists the fields.")
 
     @Option(help: "Only this policy's events.") var policy: String?
     @Option(help: "Only events newer than this: 30s, 10m, 2h, 1d.") var since: EventAge?

@@ -9,7 +9,7 @@ enum WatchdogView {
     /// The columns, each a guard's figure.
     static let metrics: [(header: String, metric: GuardMetric)] = [
         ("REFAULT RATIO", .refaultRatio), ("REFAULTS/S/GIB", .refaultRatePerGiB), ("SCAN EFF", .scanEfficiency),
-        ("PSI SOME", .psiSomeAvg10), ("KILLS/MIN", .actionsPerMinute), ("REJECT/MIN", .rejectionsPerMinute),
+        ("PSI SOME", .psiSomeAvg10), ("ACTIONS/MIN", .actionsPerMinute), ("REJECT/MIN", .rejectionsPerMinute),
         ("ERRORS/MIN", .decisionErrorsPerMinute), ("FALLBACKS", .consecutiveFallbacks), ("CALLBACK US", .callbackMicroseconds),
         ("BPF NS/RUN", .bpfNsPerRun),
     ]

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import MMPolicyCore
+import MMPolicyKinds
 import MMPolicyTestSupport
 import Testing
 
@@ -41,16 +42,17 @@ struct DaemonEndToEndTests {
         let grower = try workload(["grow", "--rate", "100M", "--max", "100M", "--cgroup", memcg.path])
 
         #expect(eventually(15) { isGone(big.pid) }, "the largest process is killed; daemon log:\n\(daemon.log)")
-        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_largest").contains { $0.outcome == .enforced }) == true })
+        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_largest").contains { $0.outcome == .carriedOut }) == true })
         #expect(!isGone(small.pid) && !isGone(grower.pid), "the others survive")
-        let decision = try #require(try decisions(daemon, policy: "oom_largest").first { $0.outcome == .enforced })
-        #expect(decision.victimPID == big.pid)
+        let decision = try #require(try decisions(daemon, policy: "oom_largest").first { $0.outcome == .carriedOut })
+        #expect(decision.oom?.victimPID == big.pid)
         #expect(decision.trigger == "memcg-oom" && decision.origin == memcg.path)
-        #expect(decision.candidates >= 3 && decision.reason == "largest")
-        #expect(decision.latency.decisionUs != nil && decision.latency.killUs != nil && decision.latency.releasedUs != nil)
-        #expect(decision.latency.clearedUs != nil, "under_oom cleared after the kill")
+        #expect((decision.oom?.candidates ?? 0) >= 3 && decision.oom?.reason == "largest")
+        #expect(decision.kind == .oom && decision.mode == .enforce)
+        #expect(decision.timing.decidedUs != nil && decision.timing.us(OOMStep.kill) != nil && decision.timing.us(OOMStep.released) != nil)
+        #expect(decision.timing.us(OOMStep.cleared) != nil, "under_oom cleared after the kill")
         let status = try daemon.cli(["status", "--json"])
-        #expect(status.output.contains("\"enforced\" : 1"), "\(status.output)")
+        #expect(status.output.contains("\"carriedOut\" : 1"), "\(status.output)")
     }
 
     @Test func growthPolicyKillsTheLeakerNotTheLargest() throws {
@@ -62,7 +64,7 @@ struct DaemonEndToEndTests {
         let leaker = try workload(["grow", "--rate", "24M", "--initial", "8M", "--cgroup", memcg.path])
         #expect(eventually(20) { isGone(leaker.pid) }, "the leaker is killed; daemon log:\n\(daemon.log)")
         #expect(!isGone(idleBig.pid), "the idle largest process survives: \((try? daemon.events()) ?? "")")
-        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_growth").first { $0.outcome == .enforced }?.victimPID) == leaker.pid })
+        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_growth").first { $0.outcome == .carriedOut }?.oom?.victimPID) == leaker.pid })
     }
 
     @Test func onlyProtectedCandidatesFallBackToTheKernel() throws {
@@ -116,10 +118,11 @@ struct DaemonEndToEndTests {
         let big = try workload(["hold", "--rss", "100M", "--cgroup", memcg.path])
         let grower = try workload(["grow", "--rate", "100M", "--max", "100M", "--cgroup", memcg.path])
         #expect(eventually(15) { isGone(big.pid) }, "the kernel kills the largest; daemon log:\n\(daemon.log)")
-        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_largest").first?.kernelVictimPID) != nil })
+        #expect(eventually(5) { (try? decisions(daemon, policy: "oom_largest").first?.oom?.kernelVictimPID) != nil })
         let decision = try #require(try decisions(daemon, policy: "oom_largest").first)
         #expect(decision.outcome == .observed)
-        #expect(decision.victimPID == big.pid && decision.kernelVictimPID == big.pid, "policy and kernel agree")
+        #expect(decision.oom?.victimPID == big.pid && decision.oom?.kernelVictimPID == big.pid, "policy and kernel agree")
+        #expect(decision.agreement == .init(kernelChoice: "pid \(big.pid)", agrees: true))
         let events = try decode(daemon.events())
         #expect(events.contains { $0.type == .kernelKill && $0.summary.contains("pid \(big.pid)") })
         #expect(try daemon.cli(["status", "--json"]).output.contains("\"agreements\" : 1"))
@@ -218,7 +221,7 @@ struct DaemonEndToEndTests {
         #expect(eventually(15) { isGone(a.pid) && isGone(b.pid) }, "every process of the named group dies; log:\n\(daemon.log)")
         #expect(!isGone(survivor.pid) && !isGone(grower.pid))
         let decision = try #require(try decisions(daemon, policy: "oom_group").first)
-        #expect(decision.outcome == .enforced && decision.victimCgroup == doomed)
+        #expect(decision.outcome == .carriedOut && decision.oom?.victimCgroup == doomed)
     }
 
     @Test func systemScopeActsWhenMemoryIsShort() throws {
@@ -241,7 +244,7 @@ struct DaemonEndToEndTests {
         #expect(eventually(5) { isGone(victim.pid) }, "log:\n\(daemon.log)")
         #expect(try daemon.cli(["unload", "oom_sys"]).status == 0)
         #expect(!isGone(bystander.pid))
-        let decision = try #require(try decisions(daemon, policy: "oom_sys").first { $0.outcome == .enforced })
-        #expect(decision.trigger == "low-memory" && decision.origin == "system" && decision.victimPID == victim.pid)
+        let decision = try #require(try decisions(daemon, policy: "oom_sys").first { $0.outcome == .carriedOut })
+        #expect(decision.trigger == "low-memory" && decision.origin == "system" && decision.oom?.victimPID == victim.pid)
     }
 }

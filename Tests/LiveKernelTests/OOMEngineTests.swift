@@ -24,8 +24,9 @@ struct OOMEngineTests {
     }
 
     func engine(_ recorder: Recorder, journal: KnobJournal = KnobJournal(storage: InMemoryKnobJournalStorage())) throws -> OOMEngine {
+        // No object search path: no sensors (system scope would poll).
         let engine = try OOMEngine(environment: .init(
-            journal: journal, mount: .detect(), sensorObjectPath: nil, daemonPID: getpid(),
+            journal: journal, mount: .detect(), objectSearchPath: ObjectSearchPath(directories: []), daemonPID: getpid(),
             record: { recorder.record($0) }, log: { _ in }))
         try engine.start()
         return engine
@@ -98,7 +99,7 @@ struct OOMEngineTests {
         #expect(await eventuallyAsync(3) { !recorder.decisions.isEmpty })
         let decision = try #require(recorder.decisions.first)
         #expect(decision.trigger == "memcg-oom")
-        #expect(decision.outcome == .fallback && decision.candidates == 0, "no process is in a fixture group")
+        #expect(decision.outcome == .fellBack && decision.oom?.candidates == 0, "no process is in a fixture group")
     }
 
     @Test func attachingTwoPoliciesToOneScopeIsRefused() async throws {

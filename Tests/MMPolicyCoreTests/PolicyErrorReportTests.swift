@@ -1,6 +1,7 @@
 import BPFKit
 import CMMPolicyABI
 import MMPolicyCore
+import MMPolicyKinds
 import MMPolicyTestSupport
 import Testing
 
@@ -8,7 +9,7 @@ import Testing
 /// kernel: a callback reports why it failed, the daemon reads it back.
 @Suite struct PolicyErrorReportTests {
     private func loaded(_ fixture: String, _ overrides: [(String, ParameterValue)] = []) throws -> Policy {
-        let policy = try Policy.open(objectPath: TestPaths.fixture(fixture), overrides: overrides)
+        let policy = try Policy.open(objectPath: TestPaths.fixture(fixture), kinds: .builtIn, overrides: overrides)
         try policy.load()
         return policy
     }
@@ -98,7 +99,7 @@ import Testing
         #expect(bytes.count == MemoryLayout<mmpolicy_header>.size)
         let kind = UInt32(bytes[4]) | UInt32(bytes[5]) << 8 | UInt32(bytes[6]) << 16 | UInt32(bytes[7]) << 24
         #expect(kind == UInt32(MMPOLICY_KIND_TEST_FIRST.rawValue) + 1)
-        let error = #expect(throws: OpsTableError.self) { try OpsTable(reading: object) }
+        let error = #expect(throws: OpsTableError.self) { try OpsTable(reading: object, kinds: .builtIn) }
         #expect(error?.reason.contains("kind \(kind)") == true, "\(error?.description ?? "")")
     }
 }

@@ -69,9 +69,7 @@ import Testing
             let query = request.query ?? EventQuery()
             let summary = "policy=\(query.policy ?? "any") since=\(query.sinceNs ?? 0) limit=\(query.limit ?? 0)"
             return ControlResponse(events: [EventRecord(id: 7, timeNs: query.sinceNs ?? 0, type: .decision, policy: query.policy, summary: summary,
-                decision: DecisionRecord(trigger: "memcg-oom", scope: "/sys/fs/cgroup/batch.slice", origin: "/sys/fs/cgroup/batch.slice",
-                                         outcome: .observed, candidates: 3, victimPID: 4242, victimComm: "worker", score: 900,
-                                         latency: .init(decisionUs: 180.5, callbackUs: 12.25)))])
+                decision: ControlProtocolDocumentTests.decision.decision)])
         }
     }
 
@@ -94,7 +92,7 @@ import Testing
         #expect(elapsed < .seconds(5), "the second client waited \(elapsed) behind the slow one")
 
         // The slow client, finishing its line, is still answered.
-        try slow.write(#"ng","version":1}"# + "\n")
+        try slow.write(#"ng","version":2}"# + "\n")
         let slowResponse = try slow.readResponse()
         #expect(slowResponse.ok && slowResponse.daemon?.pid == getpid())
         try await running.stop()
@@ -104,9 +102,9 @@ import Testing
 
     @Test(arguments: [
         ("this is not json\n", "not valid JSON"),
-        (#"{"version":1}"# + "\n", "`command` is missing"),
-        (#"{"version":1,"command":"reboot"}"# + "\n", "`command`"),
-        (#"{"version":1,"command":"load","load":{"scope":"system"}}"# + "\n", "`load.policy` is missing"),
+        (#"{"version":2}"# + "\n", "`command` is missing"),
+        (#"{"version":2,"command":"reboot"}"# + "\n", "`command`"),
+        (#"{"version":2,"command":"load","load":{"scope":"system"}}"# + "\n", "`load.policy` is missing"),
         (#"{"version":"one","command":"ping"}"# + "\n", "`version`"),
     ])
     func aMalformedRequestGetsAFailureNamingTheProblem(line: String, problem: String) async throws {
@@ -153,10 +151,10 @@ import Testing
             return ControlResponse()
         }
         var request = ControlRequest(command: .ping)
-        request.version = 2
+        request.version = ControlProtocol.version + 1
         let response = try ControlClient(socketPath: path, timeoutSeconds: 10).send(request)
         #expect(!response.ok)
-        #expect(response.error?.contains("uses version 2") == true, "\(response.error ?? "")")
+        #expect(response.error?.contains("uses version \(ControlProtocol.version + 1)") == true, "\(response.error ?? "")")
         #expect(response.error?.contains("speaks version \(ControlProtocol.version)") == true)
         #expect(recorder.requests.isEmpty)
         try await running.stop()
@@ -172,7 +170,7 @@ import Testing
         #expect(!timedOut.ok && timedOut.error?.contains("no complete request line") == true, "\(timedOut.error ?? "")")
 
         let unterminated = try RawConnection(path)
-        try unterminated.write(#"{"command":"ping","version":1}"#)
+        try unterminated.write(#"{"command":"ping","version":2}"#)
         unterminated.finishWriting()
         let noNewline = try unterminated.readResponse()
         #expect(!noNewline.ok && noNewline.error?.contains("without a newline") == true, "\(noNewline.error ?? "")")
@@ -218,7 +216,7 @@ import Testing
             except OSError as e:
                 print("connect failed:", type(e).__name__); sys.exit(0)
             try:
-                s.sendall(b'{"command":"ping","version":1}\\n')
+                s.sendall(b'{"command":"ping","version":2}\\n')
             except OSError:
                 pass  # refused before reading: the answer is still there
             data = b""
@@ -364,10 +362,14 @@ import Testing
     static let decision = EventRecord(
         id: 42, timeNs: 1_767_225_900_000_000_000, type: .decision, policy: "batch-oom",
         summary: "observed: would kill pid 4242 (worker), score 900; the kernel chose the same",
-        decision: DecisionRecord(trigger: "memcg-oom", scope: "/sys/fs/cgroup/batch.slice", origin: "/sys/fs/cgroup/batch.slice",
-                                 outcome: .observed, candidates: 3, victimPID: 4242, victimComm: "worker", score: 900,
-                                 reason: "largest rss", victimRSSBytes: 1_073_741_824, kernelVictimPID: 4242,
-                                 latency: .init(decisionUs: 180.5, callbackUs: 12.25)))
+        decision: DecisionRecord(
+            kind: PolicyKind(rawValue: "oom"), trigger: "memcg-oom", scope: "/sys/fs/cgroup/batch.slice",
+            origin: "/sys/fs/cgroup/batch.slice", mode: .observe, outcome: .observed, wokenBy: "memcg-eventfd",
+            timing: .init(decidedUs: 180.5, callbackUs: 12.25), agreement: .init(kernelChoice: "pid 4242", agrees: true),
+            payload: DecisionPayload(version: 1, body: .object([
+                "candidates": .integer(3), "victimPID": .integer(4242), "victimComm": .string("worker"), "score": .integer(900),
+                "reason": .string("largest rss"), "victimRSSBytes": .integer(1_073_741_824), "kernelVictimPID": .integer(4242),
+            ]))))
     static let loaded = EventRecord(id: 41, timeNs: 1_767_225_660_000_000_000, type: .loaded, policy: "batch-oom",
                                     summary: "loaded oom_largest on /sys/fs/cgroup/batch.slice (observe)")
     static let batchOOM = PolicyStatus(
@@ -379,14 +381,13 @@ import Testing
     static var examples: [(String, any Encodable)] {
         var running = batchOOM
         running.uptimeSeconds = 240
-        running.decisions = 1
-        running.agreements = 1
+        running.decisions = DecisionCounts(total: 1, observed: 1, agreements: 1)
         running.lastDecision = decision
         running.bpfRunCount = 1
         running.bpfRunTimeNs = 12_250
         let requests = ControlSocketTests.sampleRequests
         var newer = ControlRequest(command: .ping)
-        newer.version = 2
+        newer.version = 3
         return [
             ("ping request", requests[0]), ("ping response", ControlResponse(daemon: daemon)),
             ("load request", requests[1]), ("load response", ControlResponse(policies: [batchOOM])),
@@ -394,7 +395,7 @@ import Testing
             ("status request", requests[3]), ("status response", ControlResponse(daemon: daemon, policies: [running])),
             ("events request", requests[4]), ("events response", ControlResponse(events: [loaded, decision])),
             ("newer-version request", newer),
-            ("failure response", ControlResponse.failure("unsupported control protocol version: the request uses version 2, and this daemon speaks version 1. Use the mmpolicy CLI from the same release as the daemon.")),
+            ("failure response", ControlResponse.failure("unsupported control protocol version: the request uses version 3, and this daemon speaks version 2. Use the mmpolicy CLI from the same release as the daemon.")),
         ]
     }
 

@@ -15,11 +15,21 @@ struct StateStoreTests {
                     decision: decision)
     }
 
+    /// A kind's payload, as the store sees it: opaque JSON.
+    struct TestPayload: DecisionPayloadBody {
+        static let version = 3
+        var victim: Int32?
+        var values: [Int64]
+    }
+
     static func decision(_ time: Int64, policy: String = "p", _ outcome: DecisionRecord.Outcome,
                          victim: Int32? = nil, kernel: Int32? = nil) -> EventRecord {
         event(time, .decision, policy: policy, "decision at \(time)",
-              decision: DecisionRecord(trigger: "test", scope: "system", origin: "system", outcome: outcome,
-                                       victimPID: victim, kernelVictimPID: kernel))
+              decision: DecisionRecord(kind: PolicyKind(rawValue: "test"), trigger: "test", scope: "system", origin: "system",
+                                       mode: outcome == .observed ? .observe : .enforce, outcome: outcome,
+                                       agreement: kernel.map { .init(kernelChoice: "pid \($0)", agrees: victim == $0) },
+                                       payload: DecisionPayload(TestPayload(victim: victim, values: [])))
+        )
     }
 
     /// A second, independent connection to the store's file.
@@ -40,7 +50,7 @@ struct StateStoreTests {
         do {
             let store = try StateStore(directory: scratch.path)
             try store.setDesired(policy)
-            stored = try store.append(Self.decision(7, .enforced, victim: 12))
+            stored = try store.append(Self.decision(7, .carriedOut, victim: 12))
             #expect(try store.journalOriginal(path: "/proc/sys/vm/panic_on_oom", original: "0\n", owner: "oom-a"))
         }
         let reopened = try StateStore(directory: scratch.path)
@@ -62,7 +72,7 @@ struct StateStoreTests {
                                          restoredKnobs: ["/x=0"], cooldownUntilNs: time + 300))
         }
         let first = try store.append(exit(10, "a", "max_refault_ratio"))
-        _ = try store.append(Self.decision(15, policy: "a", .fallback))
+        _ = try store.append(Self.decision(15, policy: "a", .fellBack))
         let second = try store.append(exit(20, "a", "max_kills_per_minute"))
         let other = try store.append(exit(30, "b", "max_rejections"))
         #expect(try store.lastExit(policy: "a") == second)
@@ -112,6 +122,82 @@ struct StateStoreTests {
                                                 restoredKnobs: [], cooldownUntilNs: 10))
         #expect(try store.append(exit).exit == exit.exit)
         #expect(try store.lastExit(policy: "p")?.exit?.guardName == "g")
+    }
+
+    /// Decisions written before the envelope (schema v2, oom only) read back
+    /// as envelopes: outcome renamed, mode recovered from the policy's
+    /// `loaded` event, steps and payload filled from the old fields.
+    @Test func aVersion2DatabaseKeepsItsDecisionsReadable() throws {
+        let scratch = try ScratchDirectory()
+        do {
+            let queue = try DatabaseQueue(path: scratch.path + "/" + StateStore.fileName)
+            var old = DatabaseMigrator()
+            old.registerMigration("v1") { db in
+                try db.create(table: "desired_policy") { t in
+                    t.primaryKey("name", .text)
+                    for column in ["source", "scope", "mode", "overrides"] { t.column(column, .text).notNull() }
+                    t.column("added_ns", .integer).notNull()
+                }
+                try db.create(table: "event") { t in
+                    t.autoIncrementedPrimaryKey("id")
+                    t.column("time_ns", .integer).notNull()
+                    t.column("type", .text).notNull()
+                    t.column("policy", .text)
+                    t.column("summary", .text).notNull()
+                    t.column("decision", .text)
+                    t.column("decision_outcome", .text)
+                    t.column("agreement", .integer)
+                }
+                try db.create(table: "knob_journal") { t in
+                    t.primaryKey("path", .text)
+                    t.column("original", .text).notNull()
+                    t.column("owner", .text).notNull()
+                    t.column("recorded_ns", .integer).notNull()
+                }
+            }
+            old.registerMigration("v2: watchdog exits") { db in
+                try db.alter(table: "event") { t in t.add(column: "exit", .text) }
+            }
+            try old.migrate(queue)
+            try queue.write { db in
+                let rows: [(Int64, String, String?, String, String?, String?, Int?)] = [
+                    (1, "loaded", "obs", "loaded /x/oom_largest.bpf.o on system in observe mode (verified in 9.0 ms)", nil, nil, nil),
+                    (2, "decision", "obs", "would kill",
+                     #"{"candidates":3,"detail":"","kernelVictimPID":42,"latency":{"decisionUs":10.5,"callbackUs":4},"origin":"system","outcome":"observed","reason":"largest","scope":"system","score":900,"trigger":"low-memory","victimComm":"w","victimPID":42}"#,
+                     "observed", 1),
+                    (3, "decision", "obs", "fell back",
+                     #"{"candidates":0,"detail":"select_victim failed: errno 22","latency":{},"origin":"system","outcome":"fallback","scope":"system","trigger":"low-memory"}"#,
+                     "fallback", nil),
+                    (4, "loaded", "enf", "loaded /x/oom_growth.bpf.o on /sys/fs/cgroup/memory/a in enforce mode (verified in 9.0 ms)", nil, nil, nil),
+                    (5, "decision", "enf", "killed",
+                     #"{"candidates":2,"detail":"","latency":{"decisionUs":100,"killUs":200,"releasedUs":9000,"clearedUs":9500,"wakeUs":3},"origin":"/sys/fs/cgroup/memory/a","outcome":"enforced","reason":"growth","scope":"/sys/fs/cgroup/memory/a","score":7,"trigger":"memcg-oom","victimComm":"leak","victimPID":77,"victimRSSBytes":1048576,"wokenBy":"memcg-eventfd"}"#,
+                     "enforced", nil),
+                    (6, "decision", "enf", "rejected",
+                     #"{"candidates":2,"detail":"pid 1 is protected","latency":{},"origin":"/sys/fs/cgroup/memory/a","outcome":"rejected","scope":"/sys/fs/cgroup/memory/a","trigger":"memcg-oom","victimPID":1}"#,
+                     "rejected", nil),
+                ]
+                for row in rows {
+                    try db.execute(sql: "INSERT INTO event (time_ns, type, policy, summary, decision, decision_outcome, agreement) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   arguments: [row.0, row.1, row.2, row.3, row.4, row.5, row.6])
+                }
+            }
+        }
+        let store = try StateStore(directory: scratch.path)
+        let decisions = try store.events(EventQuery()).compactMap(\.decision)
+        #expect(decisions.map(\.outcome) == [.observed, .error, .carriedOut, .rejected])
+        #expect(decisions.map(\.mode) == [.observe, .observe, .enforce, .enforce])
+        #expect(decisions.allSatisfy { $0.kind.rawValue == "oom" })
+        #expect(decisions[0].agreement == .init(kernelChoice: "pid 42", agrees: true))
+        #expect(decisions[0].timing.decidedUs == 10.5)
+        #expect(decisions[0].payload.body["victimPID"] == .integer(42))
+        #expect(decisions[0].payload.body["score"] == .integer(900))
+        #expect(decisions[1].detail == "select_victim failed: errno 22")
+        #expect(decisions[2].timing.steps == [.init("SIGKILL", 200), .init("released", 9000), .init("cleared", 9500)])
+        #expect(decisions[2].timing.wakeUs == 3)
+        #expect(decisions[2].wokenBy == "memcg-eventfd")
+        #expect(decisions[2].payload.body["victimRSSBytes"] == .integer(1_048_576))
+        #expect(try store.decisionCounts(policy: "obs") == DecisionCounts(total: 2, observed: 1, errors: 1, agreements: 1))
+        #expect(try store.decisionCounts(policy: "enf") == DecisionCounts(total: 2, carriedOut: 1, rejected: 1))
     }
 
     @Test func journalModeIsWAL() throws {
@@ -240,13 +326,14 @@ struct StateStoreTests {
         let scratch = try ScratchDirectory()
         let store = try StateStore(directory: scratch.path)
         let full = DecisionRecord(
-            trigger: "memcg-oom", scope: "/sys/fs/cgroup/a", origin: "/sys/fs/cgroup/a/b", outcome: .observed,
-            detail: "quoted \"detail\"\nwith newline", candidates: 17, victimPID: 4242, victimComm: "stress-ng ☃",
-            victimCgroup: "/sys/fs/cgroup/a/b/c", score: -9_000_000_000, reason: "largest rss",
-            victimRSSBytes: UInt64.max, kernelVictimPID: 4243,
-            latency: .init(decisionUs: 12.5, callbackUs: nil, killUs: 30.25, releasedUs: nil, clearedUs: 1e9))
-        let sparse = DecisionRecord(trigger: "test", scope: "system", origin: "system", outcome: .fallback,
-                                    detail: "deadline missed")
+            kind: PolicyKind(rawValue: "test"), trigger: "memcg-oom", scope: "/sys/fs/cgroup/a", origin: "/sys/fs/cgroup/a/b",
+            mode: .observe, outcome: .observed, detail: "quoted \"detail\"\nwith newline", wokenBy: "psi",
+            timing: .init(wakeUs: 3, decidedUs: 12.5, callbackUs: nil, steps: [.init("SIGKILL", 30.25), .init("cleared", 1e9)]),
+            agreement: .init(kernelChoice: "pid 4243", agrees: false),
+            policyError: PolicyErrorInfo(code: -22, message: "no candidate ☃"),
+            payload: DecisionPayload(TestPayload(victim: 4242, values: [-9_000_000_000, Int64.max])))
+        let sparse = DecisionRecord(kind: PolicyKind(rawValue: "test"), trigger: "test", scope: "system", origin: "system",
+                                    mode: .enforce, outcome: .fellBack, detail: "deadline missed")
         var written = [Self.event(1, .decision, policy: "p", "full", decision: full),
                        Self.event(2, .decision, policy: "p", "sparse", decision: sparse)]
         written += EventRecord.EventType.allCases.enumerated().map { index, type in
@@ -256,42 +343,53 @@ struct StateStoreTests {
         let read = try store.events(EventQuery())
         #expect(read.allSatisfy { $0.id > 0 })
         #expect(read.map { var e = $0; e.id = 0; return e } == written)
+        #expect(read[0].decision?.payload.decode(TestPayload.self) == TestPayload(victim: 4242, values: [-9_000_000_000, Int64.max]))
+        #expect(read[0].decision?.payload.decode(OtherVersion.self) == nil)
+    }
+
+    /// The same payload at another version: a reader of another version gets nil, not a misreading.
+    struct OtherVersion: DecisionPayloadBody {
+        static let version = 4
+        var victim: Int32?
+        var values: [Int64]
     }
 
     @Test func nonFiniteLatenciesAreStored() throws {
         let scratch = try ScratchDirectory()
         let store = try StateStore(directory: scratch.path)
-        let odd = DecisionRecord(trigger: "test", scope: "system", origin: "system", outcome: .enforced,
-                                 latency: .init(decisionUs: .nan, callbackUs: .infinity, killUs: -.infinity))
+        let odd = DecisionRecord(kind: PolicyKind(rawValue: "test"), trigger: "test", scope: "system", origin: "system",
+                                 mode: .enforce, outcome: .carriedOut,
+                                 timing: .init(decidedUs: .nan, callbackUs: .infinity, steps: [.init("SIGKILL", -.infinity)]))
         try store.append(Self.event(1, .decision, decision: odd))
-        let latency = try store.lastDecision(policy: "p")?.decision?.latency
-        #expect(latency?.decisionUs?.isNaN == true)
-        #expect(latency?.callbackUs == .infinity)
-        #expect(latency?.killUs == -.infinity)
-        #expect(latency?.releasedUs == nil)
+        let timing = try store.lastDecision(policy: "p")?.decision?.timing
+        #expect(timing?.decidedUs?.isNaN == true)
+        #expect(timing?.callbackUs == .infinity)
+        #expect(timing?.us("SIGKILL") == -.infinity)
+        #expect(timing?.us("released") == nil)
     }
 
     @Test func decisionCountsSplitOutcomesAndAgreement() throws {
         let scratch = try ScratchDirectory()
         let store = try StateStore(directory: scratch.path)
         try store.append(contentsOf: [
-            Self.decision(1, .enforced, victim: 10),
-            Self.decision(2, .enforced, victim: 11),
+            Self.decision(1, .carriedOut, victim: 10),
+            Self.decision(2, .carriedOut, victim: 11),
             Self.decision(3, .observed, victim: 20, kernel: 20),  // agreement
             Self.decision(4, .observed, victim: 21, kernel: 22),  // disagreement
             Self.decision(5, .observed, victim: nil, kernel: 23), // disagreement: policy chose nobody
             Self.decision(6, .observed, victim: 24),              // kernel's choice not seen: neither
             Self.decision(7, .rejected, victim: 30),
-            Self.decision(8, .fallback),
+            Self.decision(8, .fellBack),
             Self.decision(9, .observed, victim: 40, kernel: 40),  // agreement
-            Self.decision(9, policy: "other", .enforced, victim: 1),
+            Self.decision(9, .error),
+            Self.decision(9, policy: "other", .carriedOut, victim: 1),
             Self.event(9, .kernelKill, policy: "p", "the kernel killed 40"),
         ])
         #expect(try store.decisionCounts(policy: "p") ==
-                DecisionCounts(total: 9, enforced: 2, observed: 5, rejected: 1, fallback: 1,
+                DecisionCounts(total: 10, carriedOut: 2, observed: 5, rejected: 1, fellBack: 1, errors: 1,
                                agreements: 2, disagreements: 2))
         #expect(try store.decisionCounts(policy: "p", sinceNs: 4) ==
-                DecisionCounts(total: 6, enforced: 0, observed: 4, rejected: 1, fallback: 1,
+                DecisionCounts(total: 7, carriedOut: 0, observed: 4, rejected: 1, fellBack: 1, errors: 1,
                                agreements: 1, disagreements: 2))
         #expect(try store.decisionCounts(policy: "nobody") == DecisionCounts())
     }
@@ -301,11 +399,11 @@ struct StateStoreTests {
         let store = try StateStore(directory: scratch.path)
         #expect(try store.lastDecision(policy: "p") == nil)
         try store.append(contentsOf: [
-            Self.decision(1, .enforced, victim: 1),
+            Self.decision(1, .carriedOut, victim: 1),
             Self.decision(5, .rejected, victim: 2),
-            Self.decision(3, .fallback),
+            Self.decision(3, .fellBack),
             Self.event(9, .unloaded, policy: "p"),
-            Self.decision(10, policy: "other", .enforced, victim: 3),
+            Self.decision(10, policy: "other", .carriedOut, victim: 3),
         ])
         let last = try store.lastDecision(policy: "p")
         #expect(last?.timeNs == 5)

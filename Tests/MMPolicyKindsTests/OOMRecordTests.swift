@@ -5,101 +5,119 @@ import Testing
 /// How decisions are counted for the watchdog, how their records read, and
 /// which OOM a kernel kill belongs to.
 @Suite struct OOMRecordTests {
-    // MARK: OOMDecisionOutcome.apply
+    // MARK: OOMDecisionOutcome, counted by the shared health model
+
+    static func counted(_ outcomes: [OOMDecisionOutcome]) -> DecisionHealth {
+        var health = DecisionHealth()
+        for outcome in outcomes { health.count(outcome.health) }
+        return health
+    }
 
     @Test func everyFallbackCountsAndExtendsTheRun() {
-        var counters = OOMDecisionCounters()
-        for outcome: OOMDecisionOutcome in [.error, .deadlineMiss, .rejection, .noDecision, .killFailed] {
-            outcome.apply(to: &counters)
-        }
-        var expected = OOMDecisionCounters()
-        expected.decisions = 5
-        expected.errors = 1
-        expected.deadlineMisses = 1
-        expected.rejections = 1
-        expected.fallbacks = 5
-        expected.consecutiveFallbacks = 5
-        #expect(counters == expected)
+        let health = Self.counted([.error, .deadlineMiss, .rejection, .noDecision, .killFailed])
+        #expect(health == DecisionHealth(decisions: 5, errors: 1, rejections: 1, deadlineMisses: 1, fallbacks: 5,
+                                         consecutiveFallbacks: 5))
     }
 
     @Test func anEnforcedDecisionCountsItsKillsAndEndsTheRun() {
-        var counters = OOMDecisionCounters()
-        OOMDecisionOutcome.error.apply(to: &counters)
-        OOMDecisionOutcome.noDecision.apply(to: &counters)
-        OOMDecisionOutcome.enforced(kills: 3).apply(to: &counters)
-        #expect(counters.decisions == 3)
-        #expect(counters.enforced == 1)
-        #expect(counters.kills == 3)
-        #expect(counters.fallbacks == 2)
-        #expect(counters.consecutiveFallbacks == 0)
-        #expect(counters.errors == 1)
+        let health = Self.counted([.error, .noDecision, .enforced(kills: 3)])
+        #expect(health == DecisionHealth(decisions: 3, actions: 3, errors: 1, fallbacks: 2, consecutiveFallbacks: 0))
     }
 
     @Test func anObservedDecisionCountsOnlyAsADecision() {
-        var counters = OOMDecisionCounters()
-        OOMDecisionOutcome.rejection.apply(to: &counters)
-        OOMDecisionOutcome.observed.apply(to: &counters)
-        var expected = OOMDecisionCounters()
-        expected.decisions = 2
-        expected.rejections = 1
-        expected.fallbacks = 1
-        expected.consecutiveFallbacks = 1
-        #expect(counters == expected)
+        let health = Self.counted([.rejection, .observed])
+        #expect(health == DecisionHealth(decisions: 2, rejections: 1, fallbacks: 1, consecutiveFallbacks: 1))
     }
 
-    // MARK: OOMEngineLoop.summary
+    @Test func outcomesMapOntoTheEnvelope() {
+        let pairs: [(OOMDecisionOutcome, DecisionRecord.Outcome)] = [
+            (.error, .error), (.deadlineMiss, .fellBack), (.noDecision, .fellBack), (.killFailed, .fellBack),
+            (.rejection, .rejected), (.enforced(kills: 1), .carriedOut), (.observed, .observed),
+        ]
+        for (outcome, envelope) in pairs { #expect(outcome.outcome == envelope, "\(outcome)") }
+    }
+
+    @Test func theKernelsVictimFillsTheAgreement() {
+        var record = OOMRecord(envelope: Self.record(.observed), payload: Self.payload())
+        record.sawKernelVictim(42)
+        #expect(record.envelope.agreement == .init(kernelChoice: "pid 42", agrees: true))
+        record.sawKernelVictim(7)
+        #expect(record.envelope.agreement == .init(kernelChoice: "pid 7", agrees: false))
+        #expect(record.record.oom?.kernelVictimPID == 7)
+    }
+
+    // MARK: OOMDecisionText.summary
 
     static func record(_ outcome: DecisionRecord.Outcome, trigger: String = "memcg-oom", origin: String = "/sys/fs/cgroup/memory/job",
                        detail: String = "") -> DecisionRecord {
-        DecisionRecord(trigger: trigger, scope: "/sys/fs/cgroup/memory/job", origin: origin, outcome: outcome, detail: detail,
-                       candidates: 4, victimPID: 42, victimComm: "hog", score: 900, reason: "largest")
+        DecisionRecord(kind: .oom, trigger: trigger, scope: "/sys/fs/cgroup/memory/job", origin: origin,
+                       mode: outcome == .observed ? .observe : .enforce, outcome: outcome, detail: detail)
+    }
+
+    static func payload() -> OOMDecisionPayload {
+        OOMDecisionPayload(candidates: 4, victimPID: 42, victimComm: "hog", score: 900, reason: "largest")
     }
 
     @Test func anEnforcedRecordSaysWhoDiedAndHowFast() {
-        var r = Self.record(.enforced)
-        r.latency = .init(decisionUs: 1500, killUs: 2000, clearedUs: 10_004)
-        #expect(OOMEngineLoop.summary(r, policy: "p")
+        var r = Self.record(.carriedOut)
+        r.timing = .init(decidedUs: 1500, steps: [.init(OOMStep.kill, 2000), .init(OOMStep.cleared, 10_004)])
+        #expect(OOMDecisionText.summary(r, Self.payload())
             == "memcg-oom in /sys/fs/cgroup/memory/job: killed pid 42 (hog), largest score 900 of 4 candidates; decided 1.50 ms, SIGKILL 2.00 ms, cleared 10.00 ms")
-        r.latency.releasedUs = 2500
+        r.timing.set(OOMStep.released, 2500)
         r.detail = "the OOM persisted after the kill"
-        #expect(OOMEngineLoop.summary(r, policy: "p")
+        #expect(OOMDecisionText.summary(r, Self.payload())
             == "memcg-oom in /sys/fs/cgroup/memory/job: killed pid 42 (hog), largest score 900 of 4 candidates; decided 1.50 ms, SIGKILL 2.00 ms, released 2.50 ms, cleared 10.00 ms: the OOM persisted after the kill")
+        r.timing = .init()
+        r.detail = ""
+        #expect(OOMDecisionText.summary(r, Self.payload())
+            == "memcg-oom in /sys/fs/cgroup/memory/job: killed pid 42 (hog), largest score 900 of 4 candidates")
     }
 
     @Test func aGroupKillNamesTheCgroup() {
-        var r = Self.record(.enforced, trigger: "low-memory", origin: "system")
-        r.victimPID = nil
-        r.victimCgroup = "/sys/fs/cgroup/job/batch"
-        r.latency = .init(decisionUs: 800, killUs: 900)
-        #expect(OOMEngineLoop.summary(r, policy: "p")
+        var r = Self.record(.carriedOut, trigger: "low-memory", origin: "system")
+        var p = Self.payload()
+        p.victimPID = nil
+        p.victimCgroup = "/sys/fs/cgroup/job/batch"
+        r.timing = .init(decidedUs: 800, steps: [.init(OOMStep.kill, 900)])
+        #expect(OOMDecisionText.summary(r, p)
             == "low-memory in system: killed cgroup /sys/fs/cgroup/job/batch, largest score 900 of 4 candidates; decided 0.80 ms, SIGKILL 0.90 ms")
     }
 
     @Test func anObservedRecordComparesWithTheKernel() {
-        var r = Self.record(.observed)
-        #expect(OOMEngineLoop.summary(r, policy: "p") == "memcg-oom in /sys/fs/cgroup/memory/job: would kill pid 42 (hog) (observe)")
-        r.kernelVictimPID = 42
-        #expect(OOMEngineLoop.summary(r, policy: "p")
+        let r = Self.record(.observed)
+        var p = Self.payload()
+        #expect(OOMDecisionText.summary(r, p) == "memcg-oom in /sys/fs/cgroup/memory/job: would kill pid 42 (hog) (observe)")
+        p.kernelVictimPID = 42
+        #expect(OOMDecisionText.summary(r, p)
             == "memcg-oom in /sys/fs/cgroup/memory/job: would kill pid 42 (hog) (observe); the kernel chose the same")
-        r.kernelVictimPID = 7
-        #expect(OOMEngineLoop.summary(r, policy: "p")
+        p.kernelVictimPID = 7
+        #expect(OOMDecisionText.summary(r, p)
             == "memcg-oom in /sys/fs/cgroup/memory/job: would kill pid 42 (hog) (observe); the kernel chose pid 7")
     }
 
     @Test func aRejectedRecordSaysWhyAndThatTheKernelDecides() {
-        var r = Self.record(.rejected, trigger: "pressure", origin: "system", detail: "pid 1 (init) is protected")
-        r.victimPID = 1
-        r.victimComm = nil
-        #expect(OOMEngineLoop.summary(r, policy: "p") == "pressure in system: rejected pid 1 (?): pid 1 (init) is protected; handed to the kernel")
+        let r = Self.record(.rejected, trigger: "pressure", origin: "system", detail: "pid 1 (init) is protected")
+        var p = Self.payload()
+        p.victimPID = 1
+        p.victimComm = nil
+        #expect(OOMDecisionText.summary(r, p) == "pressure in system: rejected pid 1 (?): pid 1 (init) is protected; handed to the kernel")
     }
 
     @Test func aFallbackRecordSaysWhy() {
-        var r = Self.record(.fallback, detail: "the policy made no decision (status 1, 0 candidates)")
-        r.victimPID = nil
-        #expect(OOMEngineLoop.summary(r, policy: "p")
+        var r = Self.record(.fellBack, detail: "the policy made no decision (status 1, 0 candidates)")
+        var p = Self.payload()
+        p.victimPID = nil
+        #expect(OOMDecisionText.summary(r, p)
             == "memcg-oom in /sys/fs/cgroup/memory/job: fell back to the kernel: the policy made no decision (status 1, 0 candidates)")
         r.detail = ""
-        #expect(OOMEngineLoop.summary(r, policy: "p") == "memcg-oom in /sys/fs/cgroup/memory/job: fell back to the kernel")
+        #expect(OOMDecisionText.summary(r, p) == "memcg-oom in /sys/fs/cgroup/memory/job: fell back to the kernel")
+    }
+
+    @Test func anErrorRecordCarriesWhatThePolicySaid() {
+        var r = Self.record(.error, detail: "select_victim failed: it returned -22 (neither MMPOLICY_DECIDED nor MMPOLICY_NO_DECISION)")
+        r.policyError = PolicyErrorInfo(code: -22, message: "no task in scope 17")
+        #expect(OOMDecisionText.summary(r, Self.payload())
+            == "memcg-oom in /sys/fs/cgroup/memory/job: fell back to the kernel: select_victim failed: it returned -22 (neither MMPOLICY_DECIDED nor MMPOLICY_NO_DECISION) (the policy said: no task in scope 17, code -22)")
     }
 
     // MARK: OOMEngineLoop.contains

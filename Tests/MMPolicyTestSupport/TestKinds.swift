@@ -41,6 +41,17 @@ public struct TestKind: PolicyKindDefinition {
         }
         return tuning
     }
+
+    /// It has static facts only: a daemon cannot run it.
+    public func makeEngine(_ environment: KindEnvironment) throws -> any KindEngine {
+        throw StaticOnlyKind(kind: kind)
+    }
+}
+
+/// The error a static-only test kind gives a daemon that tries to run it.
+public struct StaticOnlyKind: Error, CustomStringConvertible {
+    public var kind: PolicyKind
+    public var description: String { "test kind \(kind) has static facts only and no engine" }
 }
 
 extension KindRegistry {

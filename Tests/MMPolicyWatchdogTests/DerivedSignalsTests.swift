@@ -98,29 +98,29 @@ import Testing
     }
 
     @Test func decisionHealthDeltasKeepTheCurrentFallbackRun() {
-        let then = DecisionHealth(decisions: 10, enforced: 8, kills: 2, errors: 1, rejections: 1, deadlineMisses: 0, fallbacks: 1,
+        let then = DecisionHealth(decisions: 10, actions: 2, errors: 1, rejections: 1, deadlineMisses: 0, fallbacks: 1,
                                   consecutiveFallbacks: 1)
-        let now = DecisionHealth(decisions: 14, enforced: 9, kills: 3, errors: 1, rejections: 3, deadlineMisses: 1, fallbacks: 3,
+        let now = DecisionHealth(decisions: 14, actions: 3, errors: 1, rejections: 3, deadlineMisses: 1, fallbacks: 3,
                                  consecutiveFallbacks: 2)
-        #expect(now.since(then) == DecisionHealth(decisions: 4, enforced: 1, kills: 1, errors: 0, rejections: 2, deadlineMisses: 1,
+        #expect(now.since(then) == DecisionHealth(decisions: 4, actions: 1, errors: 0, rejections: 2, deadlineMisses: 1,
                                                   fallbacks: 2, consecutiveFallbacks: 2))
         #expect(then.since(now).decisions == 0)
     }
 
-    @Test func killsPerMinuteIsASlidingCountOverTheLastSixtySeconds() {
+    @Test func actionsPerMinuteIsASlidingCountOverTheLastSixtySeconds() {
         var tally = MinuteTally()
         func add(at second: UInt64, kills: UInt64) -> MinuteCounts {
             tally.add(startNs: (second - 1) * Self.second, endNs: second * Self.second,
-                      decisions: DecisionHealth(kills: kills), callbackRuns: 0, callbackRunTimeNanoseconds: 0)
+                      decisions: DecisionHealth(actions: kills), callbackRuns: 0, callbackRunTimeNanoseconds: 0)
         }
-        #expect(add(at: 1, kills: 1).kills == 1, "one kill reads 1, not 60")
-        #expect(add(at: 2, kills: 2).kills == 3)
+        #expect(add(at: 1, kills: 1).actions == 1, "one kill reads 1, not 60")
+        #expect(add(at: 2, kills: 2).actions == 3)
         var last = MinuteCounts()
         for second in UInt64(3)...60 { last = add(at: second, kills: 0) }
-        #expect(last.kills == 3, "both kills are still within the minute")
+        #expect(last.actions == 3, "both kills are still within the minute")
         #expect(last.seconds == 60)
-        #expect(add(at: 61, kills: 0).kills == 2, "the window that ended at 1 s has aged out")
-        #expect(add(at: 62, kills: 0).kills == 0)
+        #expect(add(at: 61, kills: 0).actions == 2, "the window that ended at 1 s has aged out")
+        #expect(add(at: 62, kills: 0).actions == 0)
     }
 
     @Test func callbackRunTimeIsAveragedOverTheLastMinute() {

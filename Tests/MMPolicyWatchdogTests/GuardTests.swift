@@ -71,7 +71,7 @@ import Testing
             pressure: PressureSignals(someAvg10: 7.5),
             bpf: BPFSignals(programs: [ProgramSignals(name: "cb", role: .callback, runs: 4, runTimeNanoseconds: 8_000)], mapMemoryBytes: 4096),
             decisions: DecisionHealth(consecutiveFallbacks: 2),
-            lastMinute: MinuteCounts(kills: 1, rejections: 2, errors: 3, deadlineMisses: 4, callbackRuns: 4, callbackRunTimeNanoseconds: 8_000))
+            lastMinute: MinuteCounts(actions: 1, rejections: 2, errors: 3, deadlineMisses: 4, callbackRuns: 4, callbackRunTimeNanoseconds: 8_000))
         let expected: [GuardMetric: Double] = [
             .refaultRatio: 0.5, .refaultRatePerGiB: 2048, .scanEfficiency: 0.25, .psiSomeAvg10: 7.5, .bpfNsPerRun: 2000,
             .bpfCPUPercent: 0.0008, .callbackMicroseconds: 2, .mapMemoryKB: 4, .actionsPerMinute: 1, .consecutiveFallbacks: 2,
@@ -231,7 +231,7 @@ import Testing
         var monitor = GuardMonitor(subject: "oom_growth", definition: OOMKind())
         func window(_ index: UInt64, killsInMinute: UInt64) -> SignalWindow {
             SignalWindow(subject: "oom_growth", startNs: (index - 1) * Self.second, endNs: index * Self.second,
-                         lastMinute: MinuteCounts(kills: killsInMinute))
+                         lastMinute: MinuteCounts(actions: killsInMinute))
         }
         #expect(monitor.observe(window(1, killsInMinute: 6)) == nil, "6 a minute is allowed")
         #expect(monitor.observe(window(2, killsInMinute: 7)) == nil)

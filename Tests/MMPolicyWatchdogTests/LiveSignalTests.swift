@@ -38,7 +38,7 @@ import Glibc
         #expect(pressure.someStallMicroseconds <= UInt64(window.seconds * 1e6) + 1000, "a stall cannot outlast the window")
         #expect(pressure.fullStallMicroseconds <= pressure.someStallMicroseconds + 1000)
         #expect(pressure.systemWide)
-        #expect(window.derived.killsPerMinute == 0 && window.bpf.programs.isEmpty)
+        #expect(window.derived.actionsPerMinute == 0 && window.bpf.programs.isEmpty)
     }
 
     /// A file twice the size of its reader's memcg, read over and over: page

@@ -121,7 +121,7 @@ final class PThreadMutex: @unchecked Sendable {
                           pressure: Self.pressure(some: 1_250_000, full: 600_000, avg10: 20),
                           v1Stat: Self.v1Stat(refaultsFile: 2010), v1Failcnt: 105,
                           v2Stat: Self.v2Stat(refaultsFile: 5000, scanned: 10_000, stolen: 4000), v2Max: 11, v2Some: 100_000)
-        health.update { $0.kills = 2; $0.decisions = 3; $0.consecutiveFallbacks = 1 }
+        health.update { $0.actions = 2; $0.decisions = 3; $0.consecutiveFallbacks = 1 }
         let windows = sampler.sample(nowNs: 11 * Self.second)
         #expect(Set(windows.keys) == ["sys", "one", "two"])
 
@@ -140,8 +140,8 @@ final class PThreadMutex: @unchecked Sendable {
         #expect(sys.pressure == PressureSignals(someStallMicroseconds: 250_000, fullStallMicroseconds: 100_000, someAvg10: 20,
                                                 fullAvg10: 0, systemWide: true))
         #expect(sys.derived.psiSomePercent == 25)
-        #expect(sys.decisions.kills == 2 && sys.decisions.decisions == 3)
-        #expect(sys.derived.killsPerMinute == 2 && sys.derived.consecutiveFallbacks == 1)
+        #expect(sys.decisions.actions == 2 && sys.decisions.decisions == 3)
+        #expect(sys.derived.actionsPerMinute == 2 && sys.derived.consecutiveFallbacks == 1)
 
         let one = try #require(windows["one"])
         #expect(one.memory?.refaultsFile == 2000)

@@ -4,6 +4,7 @@
 import ArgumentParser
 import BPFKit
 import MMPolicyCore
+import MMPolicyKinds
 
 #if canImport(Glibc)
 import Glibc
@@ -146,9 +147,9 @@ struct OOMBench: ParsableCommand {
         reportProblems("mmpolicy", policy)
 
         // The daemon's own account of each decision, from its wake-up.
-        let enforced = decisions.filter { $0.decision?.outcome == .enforced }
+        let enforced = decisions.filter { $0.decision?.outcome == .carriedOut }
         let victimPIDs = Set(policy.compactMap { $0.died == "victim" ? $0.diedPID : nil })
-        let chose = enforced.filter { $0.decision?.victimPID.map(victimPIDs.contains) == true }.count
+        let chose = enforced.filter { $0.decision?.oom?.victimPID.map(victimPIDs.contains) == true }.count
         print("\nmmpolicy's own latency breakdown (`mmpolicy events --json`), \(enforced.count) enforced of \(decisions.count) decisions, \(chose) chose the \(victimRss) holder:\n")
         printBreakdown(enforced, killTarget: true, cleared: true)
         if MeasuringThread.realtime.load(ordering: .relaxed) == 2 { print("\nnote: the measuring threads could not get SCHED_FIFO (no CAP_SYS_NICE): their wake-up delay is part of the times") }
@@ -160,14 +161,14 @@ struct OOMBench: ParsableCommand {
     func printBreakdown(_ enforced: [EventRecord], killTarget: Bool, cleared: Bool) {
         print("| step, from the daemon's wake-up | p50 ms | p99 ms | max ms | target |")
         print("|---|---|---|---|---|")
-        var steps: [(String, KeyPath<DecisionRecord.Latency, Double?>, Bool)] = [
-            ("victim chosen (decisionUs)", \.decisionUs, false),
-            ("SIGKILL sent (killUs)", \.killUs, killTarget),
-            ("process_mrelease returned (releasedUs)", \.releasedUs, false),
+        var steps: [(String, @Sendable (DecisionRecord.Timing) -> Double?, Bool)] = [
+            ("victim chosen (decidedUs)", { $0.decidedUs }, false),
+            ("SIGKILL sent (step SIGKILL)", { $0.us(OOMStep.kill) }, killTarget),
+            ("process_mrelease returned (step released)", { $0.us(OOMStep.released) }, false),
         ]
-        if cleared { steps.append(("under_oom cleared (clearedUs)", \.clearedUs, false)) }
-        for (name, path, target) in steps {
-            let ms = enforced.compactMap { $0.decision?.latency[keyPath: path] }.map { $0 / 1000 }
+        if cleared { steps.append(("under_oom cleared (step cleared)", { $0.us(OOMStep.cleared) }, false)) }
+        for (name, time, target) in steps {
+            let ms = enforced.compactMap { $0.decision.flatMap { time($0.timing) } }.map { $0 / 1000 }
             let verdict = target ? "p99 <= 10 ms (" + (percentile(ms, 99) <= 10 ? "met)" : "not met)") : ""
             print("| \(name) | \(fmt(percentile(ms, 50), 2)) | \(fmt(percentile(ms, 99), 2)) | \(fmt(ms.max() ?? .nan, 2)) | \(verdict) |")
         }
@@ -264,23 +265,23 @@ struct OOMBench: ParsableCommand {
             if !problems.isEmpty { print("\n\(name): \(problems.count) episodes not counted: \(Set(problems).sorted().joined(separator: "; "))") }
         }
         if !peersOnly {
-            let enforced = decisions.filter { $0.decision?.outcome == .enforced }
+            let enforced = decisions.filter { $0.decision?.outcome == .carriedOut }
             let growers = Set(policy.map(\.growerPID))
             var perGrower: [Int32: Int] = [:]
-            for record in enforced { if let pid = record.decision?.victimPID { perGrower[pid, default: 0] += 1 } }
-            let others = enforced.filter { $0.decision?.victimPID.map(growers.contains) != true }
+            for record in enforced { if let pid = record.decision?.oom?.victimPID { perGrower[pid, default: 0] += 1 } }
+            let others = enforced.filter { $0.decision?.oom?.victimPID.map(growers.contains) != true }
             let repeats = perGrower.filter { growers.contains($0.key) && $0.value > 1 }
             if !others.isEmpty || !repeats.isEmpty {
-                print("\nmmpolicy also killed: \(others.map { "pid \($0.decision?.victimPID ?? 0) (\($0.decision?.victimComm ?? "?"))" }.joined(separator: ", ")); growers killed more than once: \(repeats.map { "pid \($0.key) \($0.value)x" }.sorted().joined(separator: ", "))")
+                print("\nmmpolicy also killed: \(others.map { "pid \($0.decision?.oom?.victimPID ?? 0) (\($0.decision?.oom?.victimComm ?? "?"))" }.joined(separator: ", ")); growers killed more than once: \(repeats.map { "pid \($0.key) \($0.value)x" }.sorted().joined(separator: ", "))")
             }
             print("\nmmpolicy's own latency breakdown at system scope, \(enforced.count) enforced of \(decisions.count) decisions:\n")
             printBreakdown(enforced, killTarget: false, cleared: false)
             let wakers = Dictionary(grouping: enforced.map { $0.decision?.wokenBy ?? "?" }, by: { $0 })
                 .map { "\($0.value.count)x \($0.key)" }.sorted().joined(separator: ", ")
-            let wakeMs = enforced.compactMap { $0.decision?.latency.wakeUs.map { $0 / 1000 } }
+            let wakeMs = enforced.compactMap { $0.decision?.timing.wakeUs.map { $0 / 1000 } }
             print("\nWhat woke the daemon for them: \(wakers); from a sensor's event to the daemon awake p50 \(fmt(percentile(wakeMs, 50))) ms, max \(fmt(wakeMs.max() ?? .nan)) ms.")
             print("Per episode, crossing -> signal ms (in order): \(policy.map { $0.signalMs.map { fmt($0) } ?? "-" }.joined(separator: ", "))")
-            print("Per decision, woken by (wake ms): \(enforced.map { "\($0.decision?.wokenBy ?? "?")" + ($0.decision?.latency.wakeUs.map { " (\(fmt($0 / 1000)))" } ?? "") }.joined(separator: ", "))")
+            print("Per decision, woken by (wake ms): \(enforced.map { "\($0.decision?.wokenBy ?? "?")" + ($0.decision?.timing.wakeUs.map { " (\(fmt($0 / 1000)))" } ?? "") }.joined(separator: ", "))")
         }
         func ratio(_ series: [[Double]], _ p: Double) -> Double { percentile(series[2], p) / percentile(series[1], p) }
         let full50 = ratio(reaction, 50), full99 = ratio(reaction, 99), sig50 = ratio(signalled, 50), sig99 = ratio(signalled, 99)

@@ -88,93 +88,176 @@ public struct PolicyExit: Codable, Sendable, Equatable {
     }
 }
 
-/// What one decision point asked, what the policy answered, what mmpolicy
-/// did about it and how long each step took.
+/// One decision as every kind records it: an envelope that means the same
+/// for every kind (kind, policy, scope, trigger, mode, outcome and why, the
+/// timing of each step, the kernel's own choice where there is one) around
+/// a typed, versioned payload that only the kind reads (OOM: candidates,
+/// victim, score, reason).
+///
+/// It exists so that the store, the control protocol, `mmpolicy events`,
+/// `status` and the watchdog handle every kind's decisions the same way
+/// without knowing any kind: a kind adds a payload type, not a column.
+/// The envelope's fields are stable and documented in
+/// docs/control-protocol.md; a payload changes by bumping its version.
 public struct DecisionRecord: Codable, Sendable, Equatable {
     /// How the decision ended.
     public enum Outcome: String, Codable, Sendable, CaseIterable {
-        /// Validated and carried out (the victim was killed).
-        case enforced
-        /// Observe mode: recorded, not carried out.
+        /// Validated and carried out (OOM: the victim was killed).
+        case carriedOut = "carried-out"
+        /// Observe mode: validated and recorded, not carried out.
         case observed
-        /// Failed validation: a strike; the OOM went to the kernel.
+        /// Failed validation (a protected or out-of-scope target, a size or
+        /// rate beyond the manifest's bounds): a strike; the kernel's default applies.
         case rejected
-        /// The policy declined, erred or missed its deadline; the OOM went to the kernel.
-        case fallback
+        /// The policy declined, missed its deadline, or its action reached
+        /// nothing: the kernel's default applies.
+        case fellBack = "fell-back"
+        /// The callback failed (BPF_PROG_RUN error, an error status, malformed
+        /// output): the kernel's default applies and the policy is charged an error.
+        case error
     }
 
-    /// `OOMTrigger` name: memcg-oom, pressure, low-memory, test.
-    public var trigger: String
-    /// The scope the policy is attached to.
-    public var scope: String
-    /// Where the trigger fired (the memcg under OOM, or "system").
-    public var origin: String
-    public var outcome: Outcome
-    /// Why it was rejected or fell back; empty when enforced or observed.
-    public var detail: String
-    public var candidates: Int
-    public var victimPID: Int32?
-    public var victimComm: String?
-    /// The victim cgroup's path when the policy asked to kill a whole group.
-    public var victimCgroup: String?
-    public var score: Int64?
-    public var reason: String?
-    /// Resident memory of the victim(s) just before the kill, bytes.
-    public var victimRSSBytes: UInt64?
-    /// Observe mode: the pid the kernel's killer chose for this OOM, if seen.
-    public var kernelVictimPID: Int32?
-    /// What woke the daemon for it: "memcg-eventfd", "rss-budget",
-    /// "direct-reclaim", "kswapd-wake", "psi", "memory-events" or "poll".
-    public var wokenBy: String?
-    public var latency: Latency
+    /// The kernel's own choice for the same event, where the kind has one
+    /// (OOM: the victim `oom:mark_victim` reported), and whether the policy agreed.
+    public struct Agreement: Codable, Sendable, Equatable {
+        /// The kernel's choice, as the kind spells it (OOM: "pid 4242").
+        public var kernelChoice: String
+        public var agrees: Bool
 
-    /// Microseconds from the trigger (the moment the daemon saw it) to each step;
-    /// nil for steps that did not happen.
-    public struct Latency: Codable, Sendable, Equatable {
-        /// The kernel event that woke the daemon (a sensor's time stamp) ->
-        /// the daemon awake; nil when no sensor woke it.
-        public var wakeUs: Double?
-        /// Trigger seen -> select_victim returned.
-        public var decisionUs: Double?
-        /// Time inside the BPF callback alone, as BPF_PROG_RUN measured it.
-        public var callbackUs: Double?
-        /// Trigger seen -> SIGKILL sent.
-        public var killUs: Double?
-        /// Trigger seen -> process_mrelease returned (the victim's memory is free).
-        public var releasedUs: Double?
-        /// Trigger seen -> the OOM condition cleared (v1: under_oom back to 0).
-        public var clearedUs: Double?
-
-        public init(decisionUs: Double? = nil, callbackUs: Double? = nil, killUs: Double? = nil,
-                    releasedUs: Double? = nil, clearedUs: Double? = nil, wakeUs: Double? = nil) {
-            self.wakeUs = wakeUs
-            self.decisionUs = decisionUs
-            self.callbackUs = callbackUs
-            self.killUs = killUs
-            self.releasedUs = releasedUs
-            self.clearedUs = clearedUs
+        public init(kernelChoice: String, agrees: Bool) {
+            self.kernelChoice = kernelChoice
+            self.agrees = agrees
         }
     }
 
-    public init(trigger: String, scope: String, origin: String, outcome: Outcome, detail: String = "",
-                candidates: Int = 0, victimPID: Int32? = nil, victimComm: String? = nil,
-                victimCgroup: String? = nil, score: Int64? = nil, reason: String? = nil,
-                victimRSSBytes: UInt64? = nil, kernelVictimPID: Int32? = nil, latency: Latency = .init()) {
+    /// Microseconds from the moment the daemon saw the trigger to each step.
+    public struct Timing: Codable, Sendable, Equatable {
+        /// One step of carrying a decision out, e.g. ("SIGKILL", 412.5).
+        public struct Step: Codable, Sendable, Equatable {
+            public var step: String
+            public var us: Double
+
+            public init(_ step: String, _ us: Double) {
+                self.step = step
+                self.us = us
+            }
+        }
+
+        /// The kernel event that woke the daemon (a sensor's time stamp) ->
+        /// the daemon awake; nil when no sensor woke it. Before the trigger.
+        public var wakeUs: Double?
+        /// Trigger seen -> the callback returned.
+        public var decidedUs: Double?
+        /// Time inside the BPF callback alone.
+        public var callbackUs: Double?
+        /// Trigger seen -> each later step, in the order they happened.
+        public var steps: [Step]
+
+        public init(wakeUs: Double? = nil, decidedUs: Double? = nil, callbackUs: Double? = nil, steps: [Step] = []) {
+            self.wakeUs = wakeUs
+            self.decidedUs = decidedUs
+            self.callbackUs = callbackUs
+            self.steps = steps
+        }
+
+        /// The time of step `name`, if it happened.
+        public func us(_ name: String) -> Double? { steps.first { $0.step == name }?.us }
+
+        /// Records step `name` (replacing an earlier one of the same name).
+        public mutating func set(_ name: String, _ us: Double?) {
+            steps.removeAll { $0.step == name }
+            if let us { steps.append(Step(name, us)) }
+        }
+    }
+
+    public var kind: PolicyKind
+    /// What made the daemon ask, in the kind's words (OOM: memcg-oom, pressure, low-memory).
+    public var trigger: String
+    /// The scope the policy is attached to.
+    public var scope: String
+    /// Where the trigger fired inside the scope (OOM: the memcg under OOM, or "system").
+    public var origin: String
+    public var mode: PolicyMode
+    public var outcome: Outcome
+    /// Why it was rejected, fell back or failed; problems met while carrying
+    /// it out; empty otherwise.
+    public var detail: String
+    /// What woke the daemon for it (OOM: "memcg-eventfd", "rss-budget",
+    /// "direct-reclaim", "kswapd-wake", "psi", "memory-events" or "poll").
+    public var wokenBy: String?
+    public var timing: Timing
+    /// Observe mode: the kernel's own choice, once seen.
+    public var agreement: Agreement?
+    /// What the policy itself reported with `mmpolicy_error()`, if anything.
+    public var policyError: PolicyErrorInfo?
+    /// The kind's own account of the decision.
+    public var payload: DecisionPayload
+
+    public init(kind: PolicyKind, trigger: String, scope: String, origin: String, mode: PolicyMode, outcome: Outcome,
+                detail: String = "", wokenBy: String? = nil, timing: Timing = Timing(), agreement: Agreement? = nil,
+                policyError: PolicyErrorInfo? = nil, payload: DecisionPayload = DecisionPayload()) {
+        self.kind = kind
         self.trigger = trigger
         self.scope = scope
         self.origin = origin
+        self.mode = mode
         self.outcome = outcome
         self.detail = detail
-        self.candidates = candidates
-        self.victimPID = victimPID
-        self.victimComm = victimComm
-        self.victimCgroup = victimCgroup
-        self.score = score
-        self.reason = reason
-        self.victimRSSBytes = victimRSSBytes
-        self.kernelVictimPID = kernelVictimPID
-        self.latency = latency
+        self.wokenBy = wokenBy
+        self.timing = timing
+        self.agreement = agreement
+        self.policyError = policyError
+        self.payload = payload
     }
+
+    /// Whether the kernel's default behaviour handled the event instead of the policy.
+    public var fellBackToKernel: Bool { outcome == .rejected || outcome == .fellBack || outcome == .error }
+}
+
+/// What a policy reported about its own failure (`mmpolicy_error()` in the
+/// BPF program, like sched_ext's `scx_bpf_error()`): a code, by convention
+/// a negative errno, and a short message.
+public struct PolicyErrorInfo: Codable, Sendable, Equatable {
+    public var code: Int32
+    public var message: String
+
+    public init(code: Int32, message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// A kind's payload inside a ``DecisionRecord``: its version and its JSON.
+///
+/// The store and the control protocol carry it as JSON without knowing the
+/// kind; the kind reads it back as its own type with ``decode(_:)``.
+public struct DecisionPayload: Codable, Sendable, Equatable {
+    /// The payload type's ``DecisionPayloadBody/version`` when it was written.
+    public var version: Int
+    public var body: JSONValue
+
+    public init(version: Int = 0, body: JSONValue = .object([:])) {
+        self.version = version
+        self.body = body
+    }
+
+    /// Wraps a kind's payload.
+    public init<Body: DecisionPayloadBody>(_ body: Body) {
+        self.version = Body.version
+        self.body = (try? JSONValue(encoding: body)) ?? .object([:])
+    }
+
+    /// The payload as `Body`; nil if it is another kind's or another version's.
+    public func decode<Body: DecisionPayloadBody>(_ type: Body.Type) -> Body? {
+        guard version == Body.version else { return nil }
+        return try? body.decode(Body.self)
+    }
+}
+
+/// A kind's typed decision payload. Bump `version` on any change that an
+/// older reader would misread.
+public protocol DecisionPayloadBody: Codable, Sendable, Equatable {
+    static var version: Int { get }
 }
 
 /// A policy the operator asked to run: kept in the store so a restarted

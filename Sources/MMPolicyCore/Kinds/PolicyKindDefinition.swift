@@ -9,8 +9,8 @@ import BPFKit
 /// manifest reader, the ops-table loader, the guard table) and the
 /// watchdog ask the definition instead of naming any kind, so adding a kind
 /// is adding a folder and one registry line. It is a protocol, not a class
-/// hierarchy, so runtime requirements (engine factory, payload rendering)
-/// can be added beside these.
+/// hierarchy: the static facts and the runtime (its engine factory and how
+/// its decision payload renders) sit side by side.
 public protocol PolicyKindDefinition: Sendable {
     /// The kind's name, as manifests and the CLI write it.
     var kind: PolicyKind { get }
@@ -32,6 +32,16 @@ public protocol PolicyKindDefinition: Sendable {
     var guards: [GuardEntry] { get }
     /// Its defaults for shared guards, by key, replacing the shared default.
     var guardDefaults: [String: GuardDefault] { get }
+
+    // MARK: runtime
+
+    /// The kind's engine: one per daemon, made when the daemon starts. It
+    /// owns the kind's decision points and carries out its decisions.
+    func makeEngine(_ environment: KindEnvironment) throws -> any KindEngine
+    /// How one of its decisions reads in `mmpolicy events` and `status`: a
+    /// line from the envelope and the kind's payload (default: the envelope
+    /// alone).
+    func summarize(_ decision: DecisionRecord) -> String
 }
 
 extension PolicyKindDefinition {
@@ -40,6 +50,7 @@ extension PolicyKindDefinition {
     public func readManifestSections(_ reader: ManifestSectionReader) throws(ManifestError) -> (any KindManifestSettings)? { nil }
     public var guards: [GuardEntry] { [] }
     public var guardDefaults: [String: GuardDefault] { [:] }
+    public func summarize(_ decision: DecisionRecord) -> String { decision.envelopeSummary }
 }
 
 /// One callback of a kind's ops table.

@@ -1,6 +1,8 @@
 import MMPolicyCore
 
-/// The control socket's protocol, version 1.
+/// The control socket's protocol, version 2 (version 2: decision records
+/// are envelopes with a per-kind payload; status counts outcomes in
+/// `decisions`).
 ///
 /// A client connects to the daemon's Unix stream socket, writes one request
 /// as a single line of JSON (UTF-8, ending in "\n", at most 1 MiB), reads one
@@ -8,7 +10,7 @@ import MMPolicyCore
 /// peer with SO_PEERCRED). Unknown fields are ignored, so fields can be added
 /// without a version bump; removing or changing one bumps `version`.
 public enum ControlProtocol {
-    public static let version = 1
+    public static let version = 2
     public static let maxMessageBytes = 1 << 20
 }
 
@@ -134,7 +136,8 @@ public struct DaemonInfo: Codable, Sendable, Equatable {
     }
 }
 
-/// One loaded policy as `mmpolicy status` shows it.
+/// One loaded policy as `mmpolicy status` shows it. The same fields for
+/// every kind: what a decision came to is the envelope's outcome, counted.
 public struct PolicyStatus: Codable, Sendable, Equatable {
     public var name: String
     public var kind: String
@@ -143,13 +146,9 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
     public var objectPath: String
     public var loadedNs: Int64
     public var uptimeSeconds: Double
-    public var decisions: Int
-    public var enforced: Int
-    public var rejections: Int
-    public var fallbacks: Int
-    /// Observe mode: decisions whose victim matched the kernel's, and those that did not.
-    public var agreements: Int
-    public var disagreements: Int
+    /// The policy's decisions since it was loaded, by outcome (observe mode:
+    /// with agreements and disagreements with the kernel's own choice).
+    public var decisions: DecisionCounts
     public var lastDecision: EventRecord?
     /// Summed over the policy's programs (needs bpf_stats_enabled for time).
     public var bpfRunCount: UInt64
@@ -161,8 +160,7 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
     public var lastExit: EventRecord?
 
     public init(name: String, kind: String, scope: String, mode: String, objectPath: String, loadedNs: Int64,
-                uptimeSeconds: Double, decisions: Int = 0, enforced: Int = 0, rejections: Int = 0, fallbacks: Int = 0,
-                agreements: Int = 0, disagreements: Int = 0, lastDecision: EventRecord? = nil,
+                uptimeSeconds: Double, decisions: DecisionCounts = DecisionCounts(), lastDecision: EventRecord? = nil,
                 bpfRunCount: UInt64 = 0, bpfRunTimeNs: UInt64 = 0, parameters: [ParameterOverride] = [],
                 watchdog: WatchdogPolicyStatus? = nil, lastExit: EventRecord? = nil) {
         self.name = name
@@ -173,11 +171,6 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
         self.loadedNs = loadedNs
         self.uptimeSeconds = uptimeSeconds
         self.decisions = decisions
-        self.enforced = enforced
-        self.rejections = rejections
-        self.fallbacks = fallbacks
-        self.agreements = agreements
-        self.disagreements = disagreements
         self.lastDecision = lastDecision
         self.bpfRunCount = bpfRunCount
         self.bpfRunTimeNs = bpfRunTimeNs

@@ -1,6 +1,6 @@
 import MMPolicyCore
 
-/// Where the daemon listens, keeps its state and finds policies.
+/// Where the daemon listens, keeps its state and finds policies, and which kinds it runs.
 public struct DaemonConfiguration: Sendable {
     public var socketPath: String
     public var stateDirectory: String
@@ -13,13 +13,15 @@ public struct DaemonConfiguration: Sendable {
     public var pinDirectory: String
     /// The watchdog's sampling window, milliseconds.
     public var watchdogWindowMs: Int
-    /// The kinds the daemon reads manifests and objects of (the CLI passes `.builtIn`).
+    /// The policy kinds this daemon runs: one engine each.
     public var kinds: KindRegistry
+    /// The mmpolicy executable the guardian is started from (`guardian` subcommand).
+    public var guardianExecutable: String
 
     public init(socketPath: String = DaemonDefaults.socketPath, stateDirectory: String = DaemonDefaults.stateDirectory,
                 policyDirectory: String, objectSearchPath: ObjectSearchPath? = nil, defaultSetPath: String? = nil,
                 pinDirectory: String = DaemonDefaults.pinDirectory, watchdogWindowMs: Int = 1000,
-                kinds: KindRegistry = .empty) {
+                kinds: KindRegistry, guardianExecutable: String = "/proc/self/exe") {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.policyDirectory = policyDirectory
@@ -28,5 +30,6 @@ public struct DaemonConfiguration: Sendable {
         self.pinDirectory = pinDirectory
         self.watchdogWindowMs = watchdogWindowMs
         self.kinds = kinds
+        self.guardianExecutable = guardianExecutable
     }
 }

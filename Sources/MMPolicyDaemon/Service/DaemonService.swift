@@ -4,32 +4,50 @@ import Glibc
 import BPFKit
 import Logging
 import MMPolicyCore
-import MMPolicyKinds
 import ServiceLifecycle
 
-/// `mmpolicy daemon`: owns the loaded policies, the OOM engine, the control
-/// socket and the state store for the life of the process. On start it
-/// takes the state directory's lock (one daemon per directory), restores
-/// knobs a crashed predecessor left behind, starts its guardian (which
-/// restores every knob if this process dies without a clean shutdown), then
-/// reloads the desired set. On SIGTERM or SIGINT it unloads every policy,
-/// restores every knob it changed and dismisses the guardian.
-public final class DaemonService: Service {
-    public let configuration: DaemonConfiguration
-    let logger: Logger
-    let version: String
-
-    public init(configuration: DaemonConfiguration, version: String, logger: Logger) {
-        self.configuration = configuration
-        self.version = version
-        self.logger = logger
-    }
-
+/// `mmpolicy daemon`: owns the loaded policies, every kind's engine, the
+/// watchdog, the control socket and the state store for the life of the
+/// process.
+///
+/// Start-up is one ordered sequence (``prepare(configuration:version:logger:)``):
+/// take the state directory's lock (one daemon per directory), restore knobs
+/// a crashed predecessor left behind, start the guardian (which restores
+/// every knob if this process dies without a clean shutdown), start the
+/// engines and the watchdog, bind the socket. What runs after that is a list
+/// of ``DaemonStage`` services in a `ServiceGroup`, which shuts them down in
+/// reverse order on SIGTERM or SIGINT: the control socket stops answering,
+/// the watchdog stops judging, every policy is unloaded, the engines stop,
+/// every journaled knob is restored and the guardian dismissed, and the
+/// audit trail is closed last, so each step is recorded.
+public enum DaemonService {
     /// How long start-up waits for the state directory's lock: a guardian
     /// restoring after a crash holds it for milliseconds.
     static let lockWaitSeconds = 3.0
 
-    public func run() async throws {
+    /// Runs the daemon until SIGTERM or SIGINT.
+    public static func runUntilSignalled(configuration: DaemonConfiguration, version: String, logger: Logger) async throws {
+        let group = try await serviceGroup(configuration: configuration, version: version, logger: logger,
+                                           stopsOnSignals: true)
+        try await group.run()
+    }
+
+    /// The daemon, started and ready to run as a service group: `run()` it,
+    /// and `triggerGracefulShutdown()` (or, with `stopsOnSignals`, SIGTERM
+    /// or SIGINT) stops it.
+    public static func serviceGroup(configuration: DaemonConfiguration, version: String, logger: Logger,
+                                    stopsOnSignals: Bool = false) async throws -> ServiceGroup {
+        let stages = try await prepare(configuration: configuration, version: version, logger: logger)
+        return ServiceGroup(configuration: .init(
+            services: stages.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                                         failureTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: stopsOnSignals ? [.sigterm, .sigint] : [], logger: logger))
+    }
+
+    /// Does the start-up sequence and returns the stages in start order
+    /// (they are shut down in reverse). On a failure what was started is
+    /// stopped again, knobs included.
+    static func prepare(configuration: DaemonConfiguration, version: String, logger: Logger) async throws -> [DaemonStage] {
         AllocatorTuning.configure()
         // Before anything touches the state directory: one process at a time acts on it.
         let stateLock = try StateDirectoryLock(directory: configuration.stateDirectory, releasedFirst: true)
@@ -41,7 +59,6 @@ public final class DaemonService: Service {
                                                recordedPID: stateLock.recordedPID, waitedSeconds: Self.lockWaitSeconds)
         }
         stateLock.recordOwner(pid: getpid())
-        defer { withExtendedLifetime(stateLock) {} }
 
         // Keep the daemon's own pages resident: it must not stall in reclaim
         // while it handles an OOM. Pages are locked as they are touched.
@@ -65,15 +82,10 @@ public final class DaemonService: Service {
             for failure in failures { logger.error("could not restore \(failure)") }
         }
 
-        // The dead-man's switch, armed before any knob is changed. On every
-        // way out of here the journal is restored first, then it is dismissed.
-        let guardian = try GuardianSupervisor(stateDirectory: configuration.stateDirectory, logger: logger) { recorder.record($0) }
+        // The dead-man's switch, armed before any knob is changed.
+        let guardian = try GuardianSupervisor(stateDirectory: configuration.stateDirectory, logger: logger,
+                                              executable: configuration.guardianExecutable) { recorder.record($0) }
         guardian.start()
-        defer {
-            for failure in journal.restore() { logger.error("could not restore \(failure)") }
-            guardian.stop()
-        }
-
         // Per-program run counts and times for `status`, without touching the
         // bpf_stats_enabled sysctl: the kernel keeps them on while this fd lives.
         let statistics: BPFStatsSession?
@@ -81,65 +93,105 @@ public final class DaemonService: Service {
             statistics = nil
             logger.warning("BPF run statistics are unavailable: \(error)")
         }
-        defer { withExtendedLifetime(statistics) {} }
-
-        let mount = MemoryCgroupMount.detect()
-        let sensorPath = OOMSensors.locate(searchPath: configuration.objectSearchPath)
-        let logger = self.logger
-        let engine = try OOMEngine(environment: .init(
-            journal: journal, mount: mount, sensorObjectPath: sensorPath, daemonPID: getpid(),
-            record: { recorder.record($0) }, log: { logger.warning("\($0)") }))
-        try engine.start()
-
-        let watchdog = try Watchdog(windowMs: configuration.watchdogWindowMs)
-        let manager = PolicyManager(configuration: configuration, store: store, recorder: recorder, engine: engine,
-                                    watchdog: watchdog, mount: mount, logger: logger)
-        try watchdog.start { trip in
-            Task { await manager.eject(trip) }
+        let safety = DaemonStage(name: "knob journal and guardian") {
+            // What is still journaled is restored before the guardian is dismissed.
+            for failure in journal.restore() { logger.error("could not restore \(failure)") }
+            guardian.stop()
+            withExtendedLifetime((stateLock, statistics)) {}
         }
-        let info = DaemonInfo(pid: getpid(), version: version, startedNs: started, socketPath: configuration.socketPath,
-                              stateDirectory: configuration.stateDirectory)
-        let handler = ControlHandler(manager: manager, store: store, recorder: recorder, watchdog: watchdog, daemon: info)
-        let server: ControlServer
+        let audit = DaemonStage(name: "audit trail") {
+            recorder.record(EventRecord(timeNs: wallClockNanoseconds(), type: .daemonStop, policy: nil, summary: "mmpolicy stopped"))
+            recorder.close()
+        }
+
+        var stages = [audit, safety]
         do {
-            server = try ControlServer(socketPath: configuration.socketPath) { request, peer in
+            let mount = MemoryCgroupMount.detect()
+            let environment = KindEnvironment(
+                journal: journal, mount: mount, objectSearchPath: configuration.objectSearchPath, daemonPID: getpid(),
+                record: { recorder.record($0) }, log: { logger.warning("\($0)") })
+            let engines = try KindEngines(registry: configuration.kinds, environment: environment)
+            try engines.start()
+            stages.append(DaemonStage(name: "kind engines") { engines.stop() })
+
+            let watchdog = try Watchdog(windowMs: configuration.watchdogWindowMs, kinds: configuration.kinds)
+            let manager = PolicyManager(configuration: configuration, store: store, recorder: recorder, engines: engines,
+                                        watchdog: watchdog, mount: mount, logger: logger)
+            stages.append(DaemonStage(name: "policies", work: {
+                await manager.restoreDesiredSet(firstStart: firstStart)
+                AllocatorTuning.releaseFreedMemory()
+                logger.notice("mmpolicy daemon ready: socket \(configuration.socketPath), state \(configuration.stateDirectory); try `mmpolicy status`")
+            }, stop: {
+                logger.notice("shutting down: unloading every policy and restoring knobs")
+                await manager.unloadAll(reason: "daemon shutting down")
+            }))
+
+            try watchdog.start { trip in
+                Task { await manager.eject(trip) }
+            }
+            stages.append(DaemonStage(name: "watchdog") { watchdog.stop() })
+
+            let info = DaemonInfo(pid: getpid(), version: version, startedNs: started, socketPath: configuration.socketPath,
+                                  stateDirectory: configuration.stateDirectory)
+            let handler = ControlHandler(manager: manager, store: store, recorder: recorder, watchdog: watchdog, daemon: info)
+            let server = try ControlServer(socketPath: configuration.socketPath) { request, peer in
                 await handler.handle(request, peer: peer)
             }
+            stages.append(DaemonStage(name: "control socket", serving: {
+                do { try await server.run() } catch { logger.error("the control socket failed: \(error)") }
+            }, shutdown: { server.shutdown() }))
+            recorder.record(EventRecord(timeNs: started, type: .daemonStart, policy: nil,
+                                        summary: "mmpolicy \(version) started (pid \(getpid()), socket \(configuration.socketPath), state \(configuration.stateDirectory))"))
+            return stages
         } catch {
-            watchdog.stop()
-            engine.stop()
-            recorder.close()
+            for stage in stages.reversed() { await stage.stop() }
             throw error
         }
-        recorder.record(EventRecord(timeNs: started, type: .daemonStart, policy: nil,
-                                    summary: "mmpolicy \(version) started (pid \(getpid()), socket \(configuration.socketPath), state \(configuration.stateDirectory))"))
-        await manager.restoreDesiredSet(firstStart: firstStart)
-        AllocatorTuning.releaseFreedMemory()
-        logger.notice("mmpolicy daemon ready: socket \(configuration.socketPath), state \(configuration.stateDirectory); try `mmpolicy status`")
+    }
+}
 
-        var serverError: (any Error)?
-        await withGracefulShutdownHandler {
-            do { try await server.run() } catch { serverError = error }
-        } onGracefulShutdown: {
-            server.shutdown()
-        }
-        if let serverError { logger.error("the control socket failed: \(serverError)") }
+/// One stage of the daemon's life as a `Service`: it does its start-up work,
+/// serves (or waits) until the group shuts down, then stops what it owns.
+/// The group shuts stages down in reverse order, one at a time, so the
+/// order of the list is the shutdown order, declared once.
+struct DaemonStage: Service, CustomStringConvertible {
+    let description: String
+    private let work: @Sendable () async -> Void
+    private let serving: (@Sendable () async -> Void)?
+    private let shutdown: (@Sendable () -> Void)?
+    let stop: @Sendable () async -> Void
 
-        logger.notice("shutting down: unloading every policy and restoring knobs")
-        watchdog.stop()
-        await manager.unloadAll(reason: "daemon shutting down")
-        engine.stop()
-        // What is still journaled is restored by the deferred restore above, before the guardian is dismissed.
-        recorder.record(EventRecord(timeNs: wallClockNanoseconds(), type: .daemonStop, policy: nil, summary: "mmpolicy stopped"))
-        recorder.close()
+    /// A stage that does `work`, waits for the shutdown, then runs `stop`.
+    init(name: String, work: @escaping @Sendable () async -> Void = {}, stop: @escaping @Sendable () async -> Void) {
+        description = name
+        self.work = work
+        self.stop = stop
+        serving = nil
+        shutdown = nil
     }
 
-    /// Runs the daemon until SIGTERM or SIGINT.
-    public static func runUntilSignalled(configuration: DaemonConfiguration, version: String, logger: Logger) async throws {
-        let service = DaemonService(configuration: configuration, version: version, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+    /// A stage that runs `serving` until `shutdown` (called on the group's
+    /// graceful shutdown) makes it return.
+    init(name: String, serving: @escaping @Sendable () async -> Void, shutdown: @escaping @Sendable () -> Void) {
+        description = name
+        work = {}
+        stop = {}
+        self.serving = serving
+        self.shutdown = shutdown
+    }
+
+    func run() async throws {
+        if let serving, let shutdown {
+            await withGracefulShutdownHandler {
+                await serving()
+            } onGracefulShutdown: {
+                shutdown()
+            }
+            return
+        }
+        await work()
+        // Cancellation ends the wait too: either way, stop.
+        try? await gracefulShutdown()
+        await stop()
     }
 }

@@ -4,7 +4,6 @@ import Glibc
 import BPFKit
 import Logging
 import MMPolicyCore
-import MMPolicyKinds
 import MMPolicyWatchdog
 
 /// A request the daemon refuses: one paragraph naming what and the fix.
@@ -18,10 +17,13 @@ public struct DaemonRequestError: Error, Sendable, CustomStringConvertible {
 /// as the desired set so a restarted daemon comes back with it.
 public actor PolicyManager {
     struct Loaded {
-        var instance: OOMPolicyInstance
+        var attachment: PolicyAttachment
+        var engine: any KindEngine
+        /// The policy's sensor programs (every program that is not a
+        /// callback), attached for as long as it is loaded.
+        var sensors: [BPFLink]
         var desired: DesiredPolicy
         var kind: PolicyKind
-        var objectPath: String
         var loadedNs: Int64
         var parameters: [ParameterOverride]
         var guards: GuardSettings
@@ -30,18 +32,18 @@ public actor PolicyManager {
     let configuration: DaemonConfiguration
     let store: StateStore
     let recorder: EventRecorder
-    let engine: OOMEngine
+    let engines: KindEngines
     let watchdog: Watchdog
     let mount: MemoryCgroupMount?
     let logger: Logger
     private var loaded: [String: Loaded] = [:]
 
-    public init(configuration: DaemonConfiguration, store: StateStore, recorder: EventRecorder, engine: OOMEngine,
+    public init(configuration: DaemonConfiguration, store: StateStore, recorder: EventRecorder, engines: KindEngines,
                 watchdog: Watchdog, mount: MemoryCgroupMount?, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.recorder = recorder
-        self.engine = engine
+        self.engines = engines
         self.watchdog = watchdog
         self.mount = mount
         self.logger = logger
@@ -64,8 +66,8 @@ public actor PolicyManager {
             let left = Double(info.cooldownUntilNs - wallClockNanoseconds()) / 1e9
             throw DaemonRequestError("policy '\(name)' was ejected by the watchdog \(Self.age(of: exit.timeNs)) ago (\(info.description)) and is cooling down for another \(durationString(seconds: left.rounded(.up))). Fix what tripped the guard, loosen it in the manifest's [guards], or load it now with --force.")
         }
-        guard manifest.kind == .oom else {
-            throw DaemonRequestError("policy '\(manifest.name)' is of kind \(manifest.kind.rawValue), which this daemon cannot run yet (only oom policies have decision points so far). Load an oom policy.")
+        guard let engine = engines.engine(for: manifest.kind) else {
+            throw DaemonRequestError("policy '\(manifest.name)' is of kind \(manifest.kind.rawValue), which this daemon has no engine for (it runs \(engines.kinds.map(\.rawValue).joined(separator: ", "))). Load a policy of one of those kinds, or run an mmpolicy built with that kind.")
         }
         let scopeText = request.scope ?? manifest.scope.description
         let scope = try resolveScope(scopeText, policy: name)
@@ -94,10 +96,15 @@ public actor PolicyManager {
             throw DaemonRequestError("\(error)")
         }
         let loadMs = Double(monotonicNanoseconds() - start) / 1e6
-        let instance: OOMPolicyInstance
+        let attachment = PolicyAttachment(policy: policy, name: name, scope: scope, mode: mode)
+        var sensors: [BPFLink] = []
         do {
-            instance = try OOMPolicyInstance(policy: policy, name: name, scope: scope, mode: mode, daemonPID: getpid(), mount: mount)
-            try await engine.attach(instance)
+            for program in policy.object.programs where program.type != .syscall { sensors.append(try program.attach()) }
+        } catch {
+            throw DaemonRequestError("policy '\(name)' cannot be attached: its sensor program could not be attached: \(error)")
+        }
+        do {
+            try await engine.attach(attachment)
         } catch {
             throw DaemonRequestError("\(error)")
         }
@@ -106,12 +113,9 @@ public actor PolicyManager {
         let parameters = policy.object.parameters.map { variable in
             ParameterOverride(key: variable.name, value: policy.object.currentValue(of: variable).map { "\($0)" } ?? "?")
         }
-        loaded[name] = Loaded(instance: instance, desired: desired, kind: manifest.kind, objectPath: policy.objectPath,
+        loaded[name] = Loaded(attachment: attachment, engine: engine, sensors: sensors, desired: desired, kind: manifest.kind,
                               loadedNs: wallClockNanoseconds(), parameters: parameters, guards: manifest.guards)
-        let engine = self.engine
-        var subject = WatchedSubject(policy: policy, scope: scope) {
-            engine.decisionCounters(of: name).map(DecisionHealth.init) ?? DecisionHealth()
-        }
+        var subject = WatchedSubject(policy: policy, scope: scope) { engine.health(of: name) ?? DecisionHealth() }
         subject.name = name
         watchdog.watch(subject, definition: configuration.kinds.definition(for: manifest.kind), settings: manifest.guards)
         if persist {
@@ -152,11 +156,13 @@ public actor PolicyManager {
     public func unload(_ name: String, persist: Bool = true, reason: String = "unloaded by request") async throws {
         // The sampler reads the policy's descriptors: stop before they close.
         watchdog.unwatch(name)
-        guard loaded.removeValue(forKey: name) != nil else {
+        guard let entry = loaded.removeValue(forKey: name) else {
             let names = loaded.keys.sorted()
             throw DaemonRequestError("no policy named '\(name)' is loaded (loaded: \(names.isEmpty ? "none" : names.joined(separator: ", "))). `mmpolicy status` lists them.")
         }
-        await engine.detach(name: name)
+        await entry.engine.detach(name: name)
+        // Sensors last: the policy's maps stay fed until its engine let go.
+        withExtendedLifetime(entry.sensors) {}
         if persist {
             do { _ = try store.removeDesired(name: name) } catch { logger.error("saving the desired set failed: \(error)") }
         }
@@ -238,7 +244,7 @@ public actor PolicyManager {
     func status(of entry: Loaded, history: Int = 0) -> PolicyStatus {
         let counts = try? store.decisionCounts(policy: entry.desired.name, sinceNs: entry.loadedNs)
         var runCount: UInt64 = 0, runTime: UInt64 = 0
-        for program in entry.instance.programs {
+        for program in entry.attachment.policy.object.programs {
             if let info = try? program.info() {
                 runCount += info.runCount
                 runTime += info.runTimeNanoseconds
@@ -246,11 +252,9 @@ public actor PolicyManager {
         }
         return PolicyStatus(
             name: entry.desired.name, kind: entry.kind.rawValue, scope: entry.desired.scope, mode: entry.desired.mode,
-            objectPath: entry.objectPath, loadedNs: entry.loadedNs,
+            objectPath: entry.attachment.policy.objectPath, loadedNs: entry.loadedNs,
             uptimeSeconds: Double(wallClockNanoseconds() - entry.loadedNs) / 1e9,
-            decisions: counts?.total ?? 0, enforced: counts?.enforced ?? 0, rejections: counts?.rejected ?? 0,
-            fallbacks: counts?.fallback ?? 0, agreements: counts?.agreements ?? 0, disagreements: counts?.disagreements ?? 0,
-            lastDecision: try? store.lastDecision(policy: entry.desired.name),
+            decisions: counts ?? DecisionCounts(), lastDecision: try? store.lastDecision(policy: entry.desired.name),
             bpfRunCount: runCount, bpfRunTimeNs: runTime, parameters: entry.parameters,
             watchdog: watchdog.status(of: entry.desired.name, history: history),
             lastExit: try? store.lastExit(policy: entry.desired.name))

@@ -144,10 +144,11 @@ public final class StateStore: Sendable {
         try read("count decisions of \(policy)") { db in
             var sql = """
                 SELECT COUNT(*),
-                       COALESCE(SUM(decision_outcome = 'enforced'), 0),
+                       COALESCE(SUM(decision_outcome = 'carried-out'), 0),
                        COALESCE(SUM(decision_outcome = 'observed'), 0),
                        COALESCE(SUM(decision_outcome = 'rejected'), 0),
-                       COALESCE(SUM(decision_outcome = 'fallback'), 0),
+                       COALESCE(SUM(decision_outcome = 'fell-back'), 0),
+                       COALESCE(SUM(decision_outcome = 'error'), 0),
                        COALESCE(SUM(agreement = 1), 0),
                        COALESCE(SUM(agreement = 0), 0)
                 FROM event WHERE policy = ? AND type = ?
@@ -158,8 +159,8 @@ public final class StateStore: Sendable {
                 arguments += [sinceNs]
             }
             guard let row = try Row.fetchOne(db, sql: sql, arguments: arguments) else { return DecisionCounts() }
-            return DecisionCounts(total: row[0], enforced: row[1], observed: row[2], rejected: row[3],
-                                  fallback: row[4], agreements: row[5], disagreements: row[6])
+            return DecisionCounts(total: row[0], carriedOut: row[1], observed: row[2], rejected: row[3],
+                                  fellBack: row[4], errors: row[5], agreements: row[6], disagreements: row[7])
         }
     }
 
@@ -320,29 +321,35 @@ public final class StateStore: Sendable {
                 t.add(column: "exit", .text)  // JSON PolicyExit, for `exit` events
             }
         }
+        migrator.registerMigration("v3: decision envelope") { db in
+            try LegacyDecisions.migrate(db)
+        }
         return migrator
     }()
 }
 
-/// How a policy's decisions ended, for `mmpolicy status`.
+/// How a policy's decisions ended, for `mmpolicy status`: the envelope's
+/// outcomes counted, whatever the kind.
 public struct DecisionCounts: Codable, Sendable, Equatable {
     public var total: Int
-    public var enforced: Int
+    public var carriedOut: Int
     public var observed: Int
     public var rejected: Int
-    public var fallback: Int
-    /// Observed decisions whose victim is the one the kernel's killer chose.
+    public var fellBack: Int
+    public var errors: Int
+    /// Observed decisions that matched the kernel's own choice.
     public var agreements: Int
-    /// Observed decisions where the kernel's killer chose a different victim.
+    /// Observed decisions where the kernel chose otherwise.
     public var disagreements: Int
 
-    public init(total: Int = 0, enforced: Int = 0, observed: Int = 0, rejected: Int = 0, fallback: Int = 0,
+    public init(total: Int = 0, carriedOut: Int = 0, observed: Int = 0, rejected: Int = 0, fellBack: Int = 0, errors: Int = 0,
                 agreements: Int = 0, disagreements: Int = 0) {
         self.total = total
-        self.enforced = enforced
+        self.carriedOut = carriedOut
         self.observed = observed
         self.rejected = rejected
-        self.fallback = fallback
+        self.fellBack = fellBack
+        self.errors = errors
         self.agreements = agreements
         self.disagreements = disagreements
     }
@@ -420,35 +427,16 @@ private struct EventRow: Codable, FetchableRecord, MutablePersistableRecord {
         decision = e.decision
         exit = e.exit
         decisionOutcome = e.decision?.outcome
-        if let d = e.decision, d.outcome == .observed, let kernel = d.kernelVictimPID {
-            agreement = d.victimPID == kernel
-        } else {
-            agreement = nil
-        }
+        agreement = e.decision.flatMap { $0.outcome == .observed ? $0.agreement?.agrees : nil }
     }
 
     mutating func didInsert(_ inserted: InsertionSuccess) {
         id = inserted.rowID
     }
 
-    // A latency that came out NaN or infinite must not make the whole batch
-    // fail to encode (plain JSON has no such numbers), so spell them as strings.
-    private static let nonFinite = (positive: "+Infinity", negative: "-Infinity", nan: "NaN")
+    static func databaseJSONEncoder(for column: String) -> JSONEncoder { StoredJSON.encoder }
 
-    static func databaseJSONEncoder(for column: String) -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: nonFinite.positive, negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
-        return encoder
-    }
-
-    static func databaseJSONDecoder(for column: String) -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-            positiveInfinity: nonFinite.positive, negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
-        return decoder
-    }
+    static func databaseJSONDecoder(for column: String) -> JSONDecoder { StoredJSON.decoder }
 
     var record: EventRecord {
         EventRecord(id: id ?? 0, timeNs: timeNs, type: type, policy: policy, summary: summary, decision: decision, exit: exit)

@@ -23,54 +23,40 @@ public struct OOMAttachError: Error, Sendable, CustomStringConvertible {
 /// concurrency pool: the path from event to SIGKILL takes no locks the
 /// control plane holds and never waits for SQLite. Attach and detach are
 /// commands the thread carries out between events.
-public final class OOMEngine: Sendable {
-    /// What the engine needs from the daemon.
-    public struct Environment: Sendable {
-        public var journal: KnobJournal
-        public var mount: MemoryCgroupMount?
-        /// The daemon's sensor object (sensors/oom_sensors.bpf.o); nil = none.
-        public var sensorObjectPath: String?
-        public var daemonPID: Int32
-        /// Receives every decision and kernel-kill event (must not block).
-        public var record: @Sendable (EventRecord) -> Void
-        /// Receives diagnostics.
-        public var log: @Sendable (String) -> Void
-
-        public init(journal: KnobJournal, mount: MemoryCgroupMount?, sensorObjectPath: String?, daemonPID: Int32,
-                    record: @escaping @Sendable (EventRecord) -> Void, log: @escaping @Sendable (String) -> Void) {
-            self.journal = journal
-            self.mount = mount
-            self.sensorObjectPath = sensorObjectPath
-            self.daemonPID = daemonPID
-            self.record = record
-            self.log = log
-        }
-    }
-
+public final class OOMEngine: KindEngine {
     enum Command: Sendable {
         case attach(OOMPolicyInstance, CommandReply<Result<Void, OOMAttachError>>)
         case detach(String, CommandReply<Void>)
     }
 
-    let environment: Environment
+    let environment: KindEnvironment
+    /// The daemon's sensor object (sensors/oom_sensors.bpf.o on the object
+    /// search path); nil = none, and system scope polls.
+    let sensorObjectPath: String?
     /// The engine's thread and its command queue.
     let loop: CommandLoop<Command>
-    /// Per attached policy, written by the engine thread.
-    let counters = Mutex<[String: OOMDecisionCounters]>([:])
+    /// Per attached policy, counted by the engine thread.
+    let health = DecisionHealthBoard()
 
-    public init(environment: Environment) throws(SystemCallError) {
+    public init(environment: KindEnvironment) throws(SystemCallError) {
         self.environment = environment
+        self.sensorObjectPath = OOMSensors.locate(searchPath: environment.objectSearchPath)
         self.loop = try CommandLoop(threadName: "mmpolicy-oom", role: "the OOM engine thread")
     }
 
     /// Starts the engine thread.
-    public func start() throws(SystemCallError) {
+    public func start() throws {
         let engine = self
         try loop.start { loop in OOMEngineLoop(engine: engine, loop: loop).run() }
     }
 
     /// Attaches a loaded policy: sets up its decision points (on v1, in
     /// enforce mode, disables the kernel killer on its memcgs, journaled).
+    public func attach(_ attachment: PolicyAttachment) async throws {
+        try await attach(OOMPolicyInstance(attachment: attachment, daemonPID: environment.daemonPID, mount: environment.mount))
+    }
+
+    /// Attaches an oom policy instance (tests and benchmarks build their own).
     public func attach(_ instance: OOMPolicyInstance) async throws(OOMAttachError) {
         guard let result = await loop.request({ .attach(instance, $0) }) else {
             throw OOMAttachError(policy: instance.name, reason: "the OOM engine has stopped",
@@ -86,10 +72,9 @@ public final class OOMEngine: Sendable {
     }
 
     /// How policy `name`'s decisions have gone since it was attached; nil if
-    /// it is not attached.
-    public func decisionCounters(of name: String) -> OOMDecisionCounters? {
-        counters.withLock { $0[name] }
-    }
+    /// it is not attached. Kernel kills in a scope the policy enforces count
+    /// as its actions.
+    public func health(of name: String) -> DecisionHealth? { health.health(of: name) }
 
     /// Detaches everything, restores every knob and stops the thread.
     public func stop() {

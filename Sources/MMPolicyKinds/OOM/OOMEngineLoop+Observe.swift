@@ -12,13 +12,13 @@ extension OOMEngineLoop {
 
     /// An observe-mode decision: the OOM goes to the kernel (v1), and the
     /// record waits for the kernel's victim unless it was seen already.
-    func observed(_ record: DecisionRecord, _ policy: OOMPolicyInstance, origin: String?, t0: UInt64) {
+    func observed(_ record: OOMRecord, _ policy: OOMPolicyInstance, origin: String?, t0: UInt64) {
         let now = monotonicNanoseconds()
         var pending = PendingDecision(policy: policy.name, origin: origin, record: record, t0: t0,
                                       deadlineNs: now + (origin == nil ? 10 : 2) * 1_000_000_000)
         if let origin { handToKernel(origin, now: now) }
         if let seen = recentKernelVictims.first(where: { $0.timeNs + Self.observeMatchWindowNs >= t0 && Self.contains(origin, $0.path) }) {
-            pending.record.kernelVictimPID = seen.pid
+            pending.record.sawKernelVictim(seen.pid)
             emit(pending.record, policy: policy.name)
         } else {
             pendingObserved.append(pending)
@@ -36,13 +36,13 @@ extension OOMEngineLoop {
             timeNs: wallClockNanoseconds(), type: .kernelKill, policy: governing?.name,
             summary: "the kernel OOM killer chose pid \(event.pid) (\(comm)) in \(path ?? "cgroup id \(event.cgroupID)"), \(event.value >> 20) MiB resident"))
         if let governing, governing.mode == .enforce {
-            engine.counters.withLock { $0[governing.name]?.kills += 1 }
+            engine.health.addActions(1, for: governing.name)
         }
         recentKernelVictims.append((now, event.pid, path))
         recentKernelVictims.removeAll { $0.timeNs + Self.observeMatchWindowNs < now }
         if let index = pendingObserved.firstIndex(where: { Self.contains($0.origin, path) }) {
             var pending = pendingObserved.remove(at: index)
-            pending.record.kernelVictimPID = event.pid
+            pending.record.sawKernelVictim(event.pid)
             emit(pending.record, policy: pending.policy)
         }
     }

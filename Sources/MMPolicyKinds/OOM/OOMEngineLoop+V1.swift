@@ -149,7 +149,7 @@ extension OOMEngineLoop {
         for var pending in awaitingClear {
             let cleared = pending.origin.flatMap { try? MemcgV1(path: $0).oomControl() }.map { !$0.underOOM } ?? true
             if cleared {
-                pending.record.latency.clearedUs = Double(monotonicNanoseconds() - pending.t0) / 1000
+                pending.record.envelope.timing.set(OOMStep.cleared, Double(monotonicNanoseconds() - pending.t0) / 1000)
                 emit(pending.record, policy: pending.policy)
             } else if now >= pending.deadlineNs {
                 pending.record.detail = "the OOM had not cleared \(Self.clearTimeoutNs / 1_000_000) ms after the kill"

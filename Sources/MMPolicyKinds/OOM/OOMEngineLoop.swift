@@ -10,7 +10,7 @@ struct PendingDecision {
     var policy: String
     /// Memory cgroup the OOM happened in; nil = system.
     var origin: String?
-    var record: DecisionRecord
+    var record: OOMRecord
     var t0: UInt64
     var deadlineNs: UInt64
 }
@@ -26,7 +26,7 @@ struct PendingDecision {
 final class OOMEngineLoop {
     let engine: OOMEngine
     let loop: CommandLoop<OOMEngine.Command>
-    var environment: OOMEngine.Environment { engine.environment }
+    var environment: KindEnvironment { engine.environment }
 
     var policies: [String: OOMPolicyInstance] = [:]
 
@@ -56,7 +56,7 @@ final class OOMEngineLoop {
     init(engine: OOMEngine, loop: CommandLoop<OOMEngine.Command>) {
         self.engine = engine
         self.loop = loop
-        if let path = engine.environment.sensorObjectPath {
+        if let path = engine.sensorObjectPath {
             do {
                 sensors = try OOMSensors(objectPath: path)
             } catch {
@@ -167,14 +167,14 @@ final class OOMEngineLoop {
             throw OOMAttachError(policy: instance.name, reason: "scope \(instance.scope) is already governed by oom policy '\(other.name)'",
                                  fix: "Unload '\(other.name)' first, or attach this policy to a different (disjoint or nested) scope")
         }
-        engine.counters.withLock { $0[instance.name] = OOMDecisionCounters() }
+        engine.health.open(instance.name)
         switch domain(of: instance) {
         case .system:
             if let trigger = instance.trigger.psi {
                 do {
                     systemPSI = try PSITrigger(spec: trigger, path: "/proc/pressure/memory")
                 } catch {
-                    engine.counters.withLock { _ = $0.removeValue(forKey: instance.name) }
+                    engine.health.close(instance.name)
                     throw OOMAttachError(policy: instance.name, reason: "its PSI trigger '\(trigger)' cannot be armed: \(error)",
                                          fix: "Fix [trigger] psi in the manifest (windows must be multiples of 2 s here)")
                 }
@@ -215,7 +215,7 @@ final class OOMEngineLoop {
         // keeps its journal entry too (restored when it leaves `v1Disabled`).
         let stillDisabled = Set(v1Disabled.map { $0 + "/memory.oom_control" })
         environment.journal.restore(paths: environment.journal.entries(owner: name).map(\.path).filter { !stillDisabled.contains($0) })
-        engine.counters.withLock { _ = $0.removeValue(forKey: name) }
+        engine.health.close(name)
     }
 
     func shutDown() {

@@ -45,4 +45,13 @@ public struct OOMKind: PolicyKindDefinition {
                 3, reason: "Three OOMs handed to the kernel killer in a row means the policy has stopped answering."),
         ]
     }
+
+    public func makeEngine(_ environment: KindEnvironment) throws -> any KindEngine {
+        try OOMEngine(environment: environment)
+    }
+
+    public func summarize(_ decision: DecisionRecord) -> String {
+        guard let payload = decision.oom else { return decision.envelopeSummary }
+        return OOMDecisionText.summary(decision, payload)
+    }
 }

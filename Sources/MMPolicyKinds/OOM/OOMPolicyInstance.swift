@@ -18,23 +18,21 @@ public final class OOMPolicyInstance: @unchecked Sendable {
     let selector: OOMSelector
     /// Keeps the loaded object (and so the callback's fd) alive.
     private let policy: Policy
-    /// The policy's sensors (every program that is not a callback), attached
-    /// for as long as the policy is loaded.
-    private let sensorLinks: [BPFLink]
 
-    /// `policy` must be loaded and of kind oom. Attaches its sensor programs.
+    /// `policy` must be loaded and of kind oom. (Its sensor programs are the
+    /// daemon's to attach, as for every kind.)
     public init(policy: Policy, name: String, scope: ResolvedScope, mode: PolicyMode, daemonPID: Int32,
-                mount: MemoryCgroupMount?) throws {
+                mount: MemoryCgroupMount?) throws(OOMAttachError) {
         self.policy = policy
-        var links: [BPFLink] = []
-        for program in policy.object.programs where program.type != .syscall {
-            links.append(try program.attach())
-        }
-        self.sensorLinks = links
         self.name = name
         self.scope = scope
         self.mode = mode
-        self.selector = try OOMSelector(policy: policy.object, ops: policy.ops)
+        do {
+            self.selector = try OOMSelector(policy: policy.object, ops: policy.ops)
+        } catch {
+            throw OOMAttachError(policy: name, reason: "its select_victim callback cannot be run: \(error)",
+                                 fix: "Load it again; if it persists, rebuild the object")
+        }
         let manifest = policy.manifest
         self.validator = OOMVictimValidator(daemonPID: daemonPID, protect: manifest?.protect ?? ProtectList(), mount: mount)
         let deadlineMs = GuardTable.value("deadline_ms", settings: manifest?.guards ?? GuardSettings(), for: OOMKind()) ?? 100
@@ -42,6 +40,18 @@ public final class OOMPolicyInstance: @unchecked Sendable {
         self.trigger = manifest?.kindSettings as? OOMTriggerSettings ?? .defaults
     }
 
+    /// The instance for a policy the daemon loaded.
+    public convenience init(attachment: PolicyAttachment, daemonPID: Int32, mount: MemoryCgroupMount?) throws(OOMAttachError) {
+        try self.init(policy: attachment.policy, name: attachment.name, scope: attachment.scope, mode: attachment.mode,
+                      daemonPID: daemonPID, mount: mount)
+    }
+
     /// Every program of the policy (callbacks and sensors), for run statistics.
     public var programs: [BPFProgram] { policy.object.programs }
+
+    /// What the policy reported with `mmpolicy_error()` since it was last
+    /// asked, cleared; nil if nothing.
+    func takeErrorReport() -> PolicyErrorInfo? {
+        ((try? policy.errorReport(clear: true)) ?? nil).map { PolicyErrorInfo(code: $0.code, message: $0.message) }
+    }
 }

@@ -18,7 +18,7 @@ extension GuardMetric {
         case .bpfCPUPercent: return derived.bpfCPUPercent
         case .callbackMicroseconds: return derived.callbackMicrosecondsPerRun
         case .mapMemoryKB: return derived.mapMemoryKB
-        case .actionsPerMinute: return Double(derived.killsPerMinute)
+        case .actionsPerMinute: return Double(derived.actionsPerMinute)
         case .consecutiveFallbacks: return Double(derived.consecutiveFallbacks)
         case .rejectionsPerMinute: return Double(derived.rejectionsPerMinute)
         case .decisionErrorsPerMinute: return Double(derived.errorsPerMinute)

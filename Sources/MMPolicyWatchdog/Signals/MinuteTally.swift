@@ -1,8 +1,10 @@
+import MMPolicyCore
+
 /// The per-window counts of one subject over the last 60 s, summed into a
 /// ``MinuteCounts`` for each new window.
 ///
-/// It exists so that "kills per minute" is a sliding count of what happened
-/// in the last minute, not one window's count times 60: a single kill reads
+/// It exists so that "actions per minute" (OOM: kills) is a sliding count of what happened
+/// in the last minute, not one window's count times 60: a single action reads
 /// 1, not 60, and a burst keeps counting until it is a minute old.
 struct MinuteTally: Sendable {
     static let horizonNs: UInt64 = 60_000_000_000
@@ -10,7 +12,7 @@ struct MinuteTally: Sendable {
     private struct Entry: Sendable {
         var startNs: UInt64
         var endNs: UInt64
-        var kills: UInt64
+        var actions: UInt64
         var rejections: UInt64
         var errors: UInt64
         var deadlineMisses: UInt64
@@ -26,7 +28,7 @@ struct MinuteTally: Sendable {
     /// the 60 s before its end.
     mutating func add(startNs: UInt64, endNs: UInt64, decisions: DecisionHealth, callbackRuns: UInt64,
                       callbackRunTimeNanoseconds: UInt64) -> MinuteCounts {
-        entries.append(Entry(startNs: startNs, endNs: endNs, kills: decisions.kills, rejections: decisions.rejections,
+        entries.append(Entry(startNs: startNs, endNs: endNs, actions: decisions.actions, rejections: decisions.rejections,
                              errors: decisions.errors, deadlineMisses: decisions.deadlineMisses,
                              callbackRuns: callbackRuns, callbackRunTimeNanoseconds: callbackRunTimeNanoseconds))
         let horizon = endNs.saturatingMinus(Self.horizonNs)
@@ -35,7 +37,7 @@ struct MinuteTally: Sendable {
         if expired > 0 { entries.removeFirst(expired) }
         var sums = MinuteCounts()
         for entry in entries {
-            sums.kills += entry.kills
+            sums.actions += entry.actions
             sums.rejections += entry.rejections
             sums.errors += entry.errors
             sums.deadlineMisses += entry.deadlineMisses

@@ -1,3 +1,5 @@
+import MMPolicyCore
+
 /// What one policy's scope, programs and decision loop did during one
 /// sampling window (default 1 s): the raw deltas and the ratios derived from
 /// them.
@@ -192,7 +194,8 @@ public struct BPFSignals: Sendable, Equatable, Codable {
 /// delta times 60, so a burst counts fully for a minute and then ages out.
 /// Shorter than a minute while the policy is younger than that.
 public struct MinuteCounts: Sendable, Equatable, Codable {
-    public var kills: UInt64
+    /// Actions carried out (OOM: kills).
+    public var actions: UInt64
     public var rejections: UInt64
     public var errors: UInt64
     public var deadlineMisses: UInt64
@@ -201,9 +204,9 @@ public struct MinuteCounts: Sendable, Equatable, Codable {
     /// The time the sums cover, in seconds (at most 60 plus part of one window).
     public var seconds: Double
 
-    public init(kills: UInt64 = 0, rejections: UInt64 = 0, errors: UInt64 = 0, deadlineMisses: UInt64 = 0,
+    public init(actions: UInt64 = 0, rejections: UInt64 = 0, errors: UInt64 = 0, deadlineMisses: UInt64 = 0,
                 callbackRuns: UInt64 = 0, callbackRunTimeNanoseconds: UInt64 = 0, seconds: Double = 0) {
-        self.kills = kills
+        self.actions = actions
         self.rejections = rejections
         self.errors = errors
         self.deadlineMisses = deadlineMisses
@@ -226,8 +229,8 @@ public struct DerivedSignals: Sendable, Equatable, Codable {
     public var refaultsPerSecondPerGiB: Double?
     /// Share of the window in which some task stalled on memory, in percent.
     public var psiSomePercent: Double?
-    /// Kills the policy caused in the last 60 s.
-    public var killsPerMinute: UInt64
+    /// Actions the policy's decisions carried out in the last 60 s (OOM: kills).
+    public var actionsPerMinute: UInt64
     public var rejectionsPerMinute: UInt64
     public var errorsPerMinute: UInt64
     public var deadlineMissesPerMinute: UInt64
@@ -254,7 +257,7 @@ public struct DerivedSignals: Sendable, Equatable, Codable {
             }
         }
         if let pressure, seconds > 0 { psiSomePercent = Double(pressure.someStallMicroseconds) / (seconds * 1e4) }
-        killsPerMinute = lastMinute.kills
+        actionsPerMinute = lastMinute.actions
         rejectionsPerMinute = lastMinute.rejections
         errorsPerMinute = lastMinute.errors
         deadlineMissesPerMinute = lastMinute.deadlineMisses
