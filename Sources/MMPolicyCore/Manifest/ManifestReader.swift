@@ -13,10 +13,16 @@ struct ManifestReader {
     func fail(_ key: String, _ reason: ManifestError.Reason) -> ManifestError { values.fail(key, reason) }
 
     func read(_ root: TOMLTable) throws(ManifestError) -> Manifest {
-        // The kind decides which extra sections are allowed, so find it first;
-        // if it cannot be found, any registered kind's sections pass here and
-        // the kind itself is refused below.
+        // The kind decides which extra sections are allowed, so find it first.
+        // A kind this mmpolicy does not run is the error to report, not the
+        // sections it brought; without a kind, any registered kind's sections
+        // pass here and the missing kind is refused below.
         let named = root["kind"]?.string.flatMap { kinds.definition(for: PolicyKind(rawValue: $0)) }
+        let known = kinds.kinds.map { ManifestError.quote($0.rawValue) }.joined(separator: ", ")
+        let kindRule = kinds.definitions.isEmpty ? "a kind this mmpolicy runs (it runs none)" : "one of \(known)"
+        if named == nil, let kindText = root["kind"]?.string {
+            throw fail("kind", .invalidValue(expected: kindRule, found: values.found(kindText)))
+        }
         var sections: [String] = []
         let candidates: [any PolicyKindDefinition] = named.map { [$0] } ?? kinds.definitions
         for section in candidates.flatMap(\.manifestSections) where !sections.contains(section) {
@@ -33,8 +39,6 @@ struct ManifestReader {
             throw fail("name", .nameMismatch(name: name, stem: stem))
         }
 
-        let known = kinds.kinds.map { ManifestError.quote($0.rawValue) }.joined(separator: ", ")
-        let kindRule = kinds.definitions.isEmpty ? "a kind this mmpolicy runs (it runs none)" : "one of \(known)"
         let kindText = try requiredString(root, "kind", expected: "a string, \(kindRule)")
         guard let definition = named else {
             throw fail("kind", .invalidValue(expected: kindRule, found: values.found(kindText)))

@@ -17,11 +17,15 @@ public struct DaemonConfiguration: Sendable {
     public var kinds: KindRegistry
     /// The mmpolicy executable the guardian is started from (`guardian` subcommand).
     public var guardianExecutable: String
+    /// Whether the daemon owns its process: it then locks its memory
+    /// (mlockall) and tunes malloc. A daemon run inside another program (the
+    /// fixture-kind test) leaves the host process's memory alone.
+    public var ownsProcess: Bool
 
     public init(socketPath: String = DaemonDefaults.socketPath, stateDirectory: String = DaemonDefaults.stateDirectory,
                 policyDirectory: String, objectSearchPath: ObjectSearchPath? = nil, defaultSetPath: String? = nil,
                 pinDirectory: String = DaemonDefaults.pinDirectory, watchdogWindowMs: Int = 1000,
-                kinds: KindRegistry, guardianExecutable: String = "/proc/self/exe") {
+                kinds: KindRegistry, guardianExecutable: String = "/proc/self/exe", ownsProcess: Bool = true) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.policyDirectory = policyDirectory
@@ -31,5 +35,6 @@ public struct DaemonConfiguration: Sendable {
         self.watchdogWindowMs = watchdogWindowMs
         self.kinds = kinds
         self.guardianExecutable = guardianExecutable
+        self.ownsProcess = ownsProcess
     }
 }

@@ -48,7 +48,7 @@ public enum DaemonService {
     /// (they are shut down in reverse). On a failure what was started is
     /// stopped again, knobs included.
     static func prepare(configuration: DaemonConfiguration, version: String, logger: Logger) async throws -> [DaemonStage] {
-        AllocatorTuning.configure()
+        if configuration.ownsProcess { AllocatorTuning.configure() }
         // Before anything touches the state directory: one process at a time acts on it.
         let stateLock = try StateDirectoryLock(directory: configuration.stateDirectory, releasedFirst: true)
         if let holder = stateLock.holder {
@@ -62,7 +62,7 @@ public enum DaemonService {
 
         // Keep the daemon's own pages resident: it must not stall in reclaim
         // while it handles an OOM. Pages are locked as they are touched.
-        if mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 {
+        if configuration.ownsProcess, mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 {
             logger.warning("mlockall failed (errno \(errno)); the daemon may be slowed by reclaim under pressure")
         }
         let store = try StateStore(directory: configuration.stateDirectory)
@@ -117,11 +117,7 @@ public enum DaemonService {
             let watchdog = try Watchdog(windowMs: configuration.watchdogWindowMs, kinds: configuration.kinds)
             let manager = PolicyManager(configuration: configuration, store: store, recorder: recorder, engines: engines,
                                         watchdog: watchdog, mount: mount, logger: logger)
-            stages.append(DaemonStage(name: "policies", work: {
-                await manager.restoreDesiredSet(firstStart: firstStart)
-                AllocatorTuning.releaseFreedMemory()
-                logger.notice("mmpolicy daemon ready: socket \(configuration.socketPath), state \(configuration.stateDirectory); try `mmpolicy status`")
-            }, stop: {
+            stages.append(DaemonStage(name: "policies", stop: {
                 logger.notice("shutting down: unloading every policy and restoring knobs")
                 await manager.unloadAll(reason: "daemon shutting down")
             }))
@@ -142,6 +138,11 @@ public enum DaemonService {
             }, shutdown: { server.shutdown() }))
             recorder.record(EventRecord(timeNs: started, type: .daemonStart, policy: nil,
                                         summary: "mmpolicy \(version) started (pid \(getpid()), socket \(configuration.socketPath), state \(configuration.stateDirectory))"))
+            // Requests wait in the socket's backlog until the desired set is
+            // back: the first answer already shows what is in force.
+            await manager.restoreDesiredSet(firstStart: firstStart)
+            if configuration.ownsProcess { AllocatorTuning.releaseFreedMemory() }
+            logger.notice("mmpolicy daemon ready: socket \(configuration.socketPath), state \(configuration.stateDirectory); try `mmpolicy status`")
             return stages
         } catch {
             for stage in stages.reversed() { await stage.stop() }
