@@ -107,7 +107,7 @@ struct DaemonEndToEndTests {
         let decision = try #require(try decisions(daemon, policy: "oom_fixed").first)
         #expect(decision.detail.contains("outside the scope"), "\(decision.detail)")
         let status = try daemon.cli(["status", "--json"]).output
-        #expect(status.contains("\"rejections\" : 1"), "\(status)")
+        #expect(status.contains("\"rejected\" : 1"), "\(status)")
     }
 
     @Test func observeModeRecordsPolicyAndKernelVictims() throws {

@@ -82,38 +82,51 @@ struct StateStoreTests {
         #expect(try store.events(EventQuery(policy: "a")).first == first)
     }
 
+    /// The database as an older mmpolicy left it: schema v1 (issue 3) or v2
+    /// (the watchdog's exit column), written by hand as those versions shipped.
+    static func shippedDatabase(_ scratch: ScratchDirectory, throughVersion version: Int) throws -> DatabaseQueue {
+        let queue = try DatabaseQueue(path: scratch.path + "/" + StateStore.fileName)
+        var old = DatabaseMigrator()
+        old.registerMigration("v1") { db in
+            try db.create(table: "desired_policy") { t in
+                t.primaryKey("name", .text)
+                for column in ["source", "scope", "mode", "overrides"] { t.column(column, .text).notNull() }
+                t.column("added_ns", .integer).notNull()
+            }
+            try db.create(table: "event") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("time_ns", .integer).notNull()
+                t.column("type", .text).notNull()
+                t.column("policy", .text)
+                t.column("summary", .text).notNull()
+                t.column("decision", .text)
+                t.column("decision_outcome", .text)
+                t.column("agreement", .integer)
+            }
+            try db.create(table: "knob_journal") { t in
+                t.primaryKey("path", .text)
+                t.column("original", .text).notNull()
+                t.column("owner", .text).notNull()
+                t.column("recorded_ns", .integer).notNull()
+            }
+        }
+        if version >= 2 {
+            old.registerMigration("v2: watchdog exits") { db in
+                try db.alter(table: "event") { t in t.add(column: "exit", .text) }
+            }
+        }
+        try old.migrate(queue)
+        return queue
+    }
+
     @Test func aVersion1DatabaseGainsTheExitColumn() throws {
         let scratch = try ScratchDirectory()
         // The schema as issue 3 shipped it, with one event in it.
-        do {
-            let queue = try DatabaseQueue(path: scratch.path + "/" + StateStore.fileName)
-            var v1 = DatabaseMigrator()
-            v1.registerMigration("v1") { db in
-                try db.create(table: "desired_policy") { t in
-                    t.primaryKey("name", .text)
-                    for column in ["source", "scope", "mode", "overrides"] { t.column(column, .text).notNull() }
-                    t.column("added_ns", .integer).notNull()
-                }
-                try db.create(table: "event") { t in
-                    t.autoIncrementedPrimaryKey("id")
-                    t.column("time_ns", .integer).notNull()
-                    t.column("type", .text).notNull()
-                    t.column("policy", .text)
-                    t.column("summary", .text).notNull()
-                    t.column("decision", .text)
-                    t.column("decision_outcome", .text)
-                    t.column("agreement", .integer)
-                }
-                try db.create(table: "knob_journal") { t in
-                    t.primaryKey("path", .text)
-                    t.column("original", .text).notNull()
-                    t.column("owner", .text).notNull()
-                    t.column("recorded_ns", .integer).notNull()
-                }
-                try db.execute(sql: "INSERT INTO event (time_ns, type, policy, summary) VALUES (5, 'loaded', 'p', 'old')")
-            }
-            try v1.migrate(queue)
+        let queue = try Self.shippedDatabase(scratch, throughVersion: 1)
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO event (time_ns, type, policy, summary) VALUES (5, 'loaded', 'p', 'old')")
         }
+        try queue.close()
         let store = try StateStore(directory: scratch.path)
         #expect(try store.events(EventQuery()).map(\.summary) == ["old"])
         let exit = EventRecord(timeNs: 9, type: .exit, policy: "p", summary: "ejected",
@@ -130,35 +143,7 @@ struct StateStoreTests {
     @Test func aVersion2DatabaseKeepsItsDecisionsReadable() throws {
         let scratch = try ScratchDirectory()
         do {
-            let queue = try DatabaseQueue(path: scratch.path + "/" + StateStore.fileName)
-            var old = DatabaseMigrator()
-            old.registerMigration("v1") { db in
-                try db.create(table: "desired_policy") { t in
-                    t.primaryKey("name", .text)
-                    for column in ["source", "scope", "mode", "overrides"] { t.column(column, .text).notNull() }
-                    t.column("added_ns", .integer).notNull()
-                }
-                try db.create(table: "event") { t in
-                    t.autoIncrementedPrimaryKey("id")
-                    t.column("time_ns", .integer).notNull()
-                    t.column("type", .text).notNull()
-                    t.column("policy", .text)
-                    t.column("summary", .text).notNull()
-                    t.column("decision", .text)
-                    t.column("decision_outcome", .text)
-                    t.column("agreement", .integer)
-                }
-                try db.create(table: "knob_journal") { t in
-                    t.primaryKey("path", .text)
-                    t.column("original", .text).notNull()
-                    t.column("owner", .text).notNull()
-                    t.column("recorded_ns", .integer).notNull()
-                }
-            }
-            old.registerMigration("v2: watchdog exits") { db in
-                try db.alter(table: "event") { t in t.add(column: "exit", .text) }
-            }
-            try old.migrate(queue)
+            let queue = try Self.shippedDatabase(scratch, throughVersion: 2)
             try queue.write { db in
                 let rows: [(Int64, String, String?, String, String?, String?, Int?)] = [
                     (1, "loaded", "obs", "loaded /x/oom_largest.bpf.o on system in observe mode (verified in 9.0 ms)", nil, nil, nil),

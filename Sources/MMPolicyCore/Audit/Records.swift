@@ -52,9 +52,9 @@ public struct EventRecord: Codable, Sendable, Equatable {
 /// threshold, what was restored, and until when the policy may not be
 /// loaded again without --force.
 public struct PolicyExit: Codable, Sendable, Equatable {
-    /// The guard's manifest key (`[guards]`), e.g. "max_kills_per_minute".
+    /// The guard's manifest key (`[guards]`), e.g. "max_decision_errors".
     public var guardName: String
-    /// The signal it reads, e.g. "kills_per_minute".
+    /// The signal it reads, e.g. "decision_errors_per_minute".
     public var metric: String
     /// "above" or "below": which side of the threshold is a breach.
     public var comparison: String
@@ -71,10 +71,12 @@ public struct PolicyExit: Codable, Sendable, Equatable {
     public var restoredKnobs: [String]
     /// Wall-clock ns until which `mmpolicy load` refuses the policy without --force.
     public var cooldownUntilNs: Int64
+    /// The policy's own last word on why it failed (`mmpolicy_error()`), if it gave one.
+    public var policyError: PolicyErrorInfo?
 
     public init(guardName: String, metric: String, comparison: String, threshold: Double, values: [Double],
                 windows: Int, windowSeconds: Double, description: String, restoredKnobs: [String],
-                cooldownUntilNs: Int64) {
+                cooldownUntilNs: Int64, policyError: PolicyErrorInfo? = nil) {
         self.guardName = guardName
         self.metric = metric
         self.comparison = comparison
@@ -85,6 +87,7 @@ public struct PolicyExit: Codable, Sendable, Equatable {
         self.description = description
         self.restoredKnobs = restoredKnobs
         self.cooldownUntilNs = cooldownUntilNs
+        self.policyError = policyError
     }
 }
 

@@ -112,7 +112,7 @@ public enum DaemonService {
                 record: { recorder.record($0) }, log: { logger.warning("\($0)") })
             let engines = try KindEngines(registry: configuration.kinds, environment: environment)
             try engines.start()
-            stages.append(DaemonStage(name: "kind engines") { engines.stop() })
+            for (kind, engine) in engines.all { stages.append(DaemonStage(name: "\(kind) engine") { engine.stop() }) }
 
             let watchdog = try Watchdog(windowMs: configuration.watchdogWindowMs, kinds: configuration.kinds)
             let manager = PolicyManager(configuration: configuration, store: store, recorder: recorder, engines: engines,

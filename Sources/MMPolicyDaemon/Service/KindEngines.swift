@@ -1,7 +1,8 @@
 import MMPolicyCore
 
 /// One engine per registered kind, made and started together when the
-/// daemon starts and stopped together after every policy is unloaded.
+/// daemon starts; each is then a stage of the daemon's service group,
+/// stopped after every policy is unloaded.
 ///
 /// It is the daemon's only link to the kinds: the policy manager asks it for
 /// the engine of a manifest's kind and never names a kind itself, so a kind
@@ -21,6 +22,9 @@ public final class KindEngines: Sendable {
     /// The kinds this daemon runs, in registry order.
     public var kinds: [PolicyKind] { engines.map(\.kind) }
 
+    /// Every kind's engine, in registry order.
+    public var all: [(kind: PolicyKind, engine: any KindEngine)] { engines }
+
     public func engine(for kind: PolicyKind) -> (any KindEngine)? {
         engines.first { $0.kind == kind }?.engine
     }
@@ -39,8 +43,4 @@ public final class KindEngines: Sendable {
         }
     }
 
-    /// Stops every engine, last started first.
-    public func stop() {
-        for (_, engine) in engines.reversed() { engine.stop() }
-    }
 }

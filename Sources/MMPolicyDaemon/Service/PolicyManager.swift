@@ -183,13 +183,27 @@ public actor PolicyManager {
                               windowSeconds: trip.windowSeconds, description: trip.summary, restoredKnobs: [],
                               cooldownUntilNs: wallClockNanoseconds() + cooldown)
         exit.restoredKnobs = ((try? store.journalEntries(owner: name)) ?? []).map { "\($0.path)=\($0.original)" }
+        exit.policyError = await lastPolicyError(entry)
         try? await unload(name, reason: "ejected by the watchdog (\(exit.guardName))")
         let until = durationString(seconds: Double(exit.cooldownUntilNs - wallClockNanoseconds()) / 1e9)
+        let said = exit.policyError.map { "; the policy said: \($0.message) (code \($0.code))" } ?? ""
         recorder.record(EventRecord(
             timeNs: wallClockNanoseconds(), type: .exit, policy: name,
-            summary: "ejected by guard \(exit.guardName): \(exit.description); \(exit.restoredKnobs.count) knob(s) restored; no reload for \(until) without --force",
+            summary: "ejected by guard \(exit.guardName): \(exit.description); \(exit.restoredKnobs.count) knob(s) restored; no reload for \(until) without --force\(said)",
             exit: exit))
         logger.warning("watchdog ejected policy \(name): \(exit.description)")
+    }
+
+    /// What the policy last said about a failure: a report not yet taken
+    /// by its engine, else the latest one its engine put in a decision
+    /// since it was loaded.
+    func lastPolicyError(_ entry: Loaded) async -> PolicyErrorInfo? {
+        if let report = (try? entry.attachment.policy.errorReport(clear: false)) ?? nil {
+            return PolicyErrorInfo(code: report.code, message: report.message)
+        }
+        await recorder.flush()
+        let recent = (try? store.events(EventQuery(policy: entry.desired.name, sinceNs: entry.loadedNs, limit: 100))) ?? []
+        return recent.reversed().lazy.compactMap { $0.decision?.policyError }.first
     }
 
     /// How long an ejected policy may not be loaded again without --force,

@@ -142,6 +142,7 @@ import Glibc
         let badEvents = try await daemon.send(ControlRequest(command: .events, query: EventQuery(policy: "fixture_bad"))).events ?? []
         let exit = try #require(badEvents.first { $0.type == .exit }?.exit)
         #expect(exit.guardName == "max_decision_errors" && exit.windows == 2, "\(exit)")
+        #expect(exit.policyError?.code == -22 && exit.policyError?.message.hasSuffix(": asked to fail") == true, "\(exit)")
         let failed = try #require(badEvents.compactMap(\.decision).first)
         #expect(failed.outcome == .error)
         #expect(failed.policyError?.code == -22 && failed.policyError?.message.hasPrefix("round ") == true
