@@ -14,33 +14,57 @@ import ServiceLifecycle
 /// take the state directory's lock (one daemon per directory), restore knobs
 /// a crashed predecessor left behind, start the guardian (which restores
 /// every knob if this process dies without a clean shutdown), start the
-/// engines and the watchdog, bind the socket. What runs after that is a list
-/// of ``DaemonStage`` services in a `ServiceGroup`, which shuts them down in
-/// reverse order on SIGTERM or SIGINT: the control socket stops answering,
-/// the watchdog stops judging, every policy is unloaded, the engines stop,
-/// every journaled knob is restored and the guardian dismissed, and the
-/// audit trail is closed last, so each step is recorded.
-public enum DaemonService {
+/// engines and the watchdog, bind the socket, reload the desired set. What
+/// runs after that is a list of ``DaemonStage`` services in a group of their
+/// own, which shuts them down in reverse order: the control socket stops
+/// answering, the watchdog stops judging, every policy is unloaded, each
+/// engine stops, every journaled knob is restored and the guardian
+/// dismissed, and the audit trail is closed last, so each step is recorded.
+/// The daemon itself is the one service of the outer group, which takes
+/// SIGTERM and SIGINT from the first instant: a signal during start-up is
+/// a graceful shutdown as soon as start-up is done.
+public struct DaemonService: Service {
+    let configuration: DaemonConfiguration
+    let version: String
+    let logger: Logger
+
     /// How long start-up waits for the state directory's lock: a guardian
     /// restoring after a crash holds it for milliseconds.
     static let lockWaitSeconds = 3.0
 
-    /// Runs the daemon until SIGTERM or SIGINT.
-    public static func runUntilSignalled(configuration: DaemonConfiguration, version: String, logger: Logger) async throws {
-        let group = try await serviceGroup(configuration: configuration, version: version, logger: logger,
-                                           stopsOnSignals: true)
-        try await group.run()
+    public init(configuration: DaemonConfiguration, version: String, logger: Logger) {
+        self.configuration = configuration
+        self.version = version
+        self.logger = logger
     }
 
-    /// The daemon, started and ready to run as a service group: `run()` it,
-    /// and `triggerGracefulShutdown()` (or, with `stopsOnSignals`, SIGTERM
-    /// or SIGINT) stops it.
-    public static func serviceGroup(configuration: DaemonConfiguration, version: String, logger: Logger,
-                                    stopsOnSignals: Bool = false) async throws -> ServiceGroup {
-        let stages = try await prepare(configuration: configuration, version: version, logger: logger)
-        return ServiceGroup(configuration: .init(
+    public func run() async throws {
+        let stages = try await Self.prepare(configuration: configuration, version: version, logger: logger)
+        let group = ServiceGroup(configuration: .init(
             services: stages.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
                                          failureTerminationBehavior: .gracefullyShutdownGroup) },
+            logger: logger))
+        // A request made before the group runs is remembered by it.
+        try await withGracefulShutdownHandler {
+            try await group.run()
+        } onGracefulShutdown: {
+            Task { await group.triggerGracefulShutdown() }
+        }
+    }
+
+    /// Runs the daemon until SIGTERM or SIGINT.
+    public static func runUntilSignalled(configuration: DaemonConfiguration, version: String, logger: Logger) async throws {
+        try await serviceGroup(configuration: configuration, version: version, logger: logger, stopsOnSignals: true).run()
+    }
+
+    /// The daemon as a service group: `run()` it, and
+    /// `triggerGracefulShutdown()` (or, with `stopsOnSignals`, SIGTERM or
+    /// SIGINT) stops it.
+    public static func serviceGroup(configuration: DaemonConfiguration, version: String, logger: Logger,
+                                    stopsOnSignals: Bool = false) -> ServiceGroup {
+        ServiceGroup(configuration: .init(
+            services: [.init(service: DaemonService(configuration: configuration, version: version, logger: logger),
+                             successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: stopsOnSignals ? [.sigterm, .sigint] : [], logger: logger))
     }
 
@@ -114,7 +138,7 @@ public enum DaemonService {
             try engines.start()
             for (kind, engine) in engines.all { stages.append(DaemonStage(name: "\(kind) engine") { engine.stop() }) }
 
-            let watchdog = try Watchdog(windowMs: configuration.watchdogWindowMs, kinds: configuration.kinds)
+            let watchdog = try Watchdog(windowMs: configuration.watchdogWindowMs)
             let manager = PolicyManager(configuration: configuration, store: store, recorder: recorder, engines: engines,
                                         watchdog: watchdog, mount: mount, logger: logger)
             stages.append(DaemonStage(name: "policies", stop: {

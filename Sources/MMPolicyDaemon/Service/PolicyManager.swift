@@ -183,8 +183,9 @@ public actor PolicyManager {
                               windowSeconds: trip.windowSeconds, description: trip.summary, restoredKnobs: [],
                               cooldownUntilNs: wallClockNanoseconds() + cooldown)
         exit.restoredKnobs = ((try? store.journalEntries(owner: name)) ?? []).map { "\($0.path)=\($0.original)" }
-        exit.policyError = await lastPolicyError(entry)
         try? await unload(name, reason: "ejected by the watchdog (\(exit.guardName))")
+        // After the unload, so the policy stops first; `entry` keeps its object (and map) open.
+        exit.policyError = await lastPolicyError(entry)
         let until = durationString(seconds: Double(exit.cooldownUntilNs - wallClockNanoseconds()) / 1e9)
         let said = exit.policyError.map { "; the policy said: \($0.message) (code \($0.code))" } ?? ""
         recorder.record(EventRecord(

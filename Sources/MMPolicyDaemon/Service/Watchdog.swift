@@ -34,16 +34,13 @@ public final class Watchdog: Sendable {
     }
 
     public let windowNs: UInt64
-    /// Where each watched policy's guard table and defaults come from.
-    private let kinds: KindRegistry
     private let state = Mutex(State())
     /// The watchdog's thread; it takes no commands, only stop.
     private let loop: CommandLoop<Never>
 
-    /// Windows are `windowMs` long (at least 100 ms); `kinds` supplies each kind's guards.
-    public init(windowMs: Int = 1000, kinds: KindRegistry) throws(SystemCallError) {
+    /// Windows are `windowMs` long (at least 100 ms).
+    public init(windowMs: Int = 1000) throws(SystemCallError) {
         self.windowNs = UInt64(max(100, windowMs)) * 1_000_000
-        self.kinds = kinds
         self.loop = try CommandLoop(threadName: "mmpolicy-watch", role: "the watchdog thread")
     }
 

@@ -53,6 +53,7 @@ extension OOMEngineLoop {
     func carryOut(_ verdict: OOMVerdict, _ policy: OOMPolicyInstance, origin: String?, record: OOMRecord, t0: UInt64) {
         var record = record
         let counted: OOMDecisionOutcome
+        var killed: [PidFD] = []
         switch verdict {
         case .fallBack(let outcome, let detail):
             record.detail = detail
@@ -67,6 +68,7 @@ extension OOMEngineLoop {
             record.envelope.timing.set(OOMStep.released, result.releasedNs.map { Double($0 - t0) / 1000 })
             record.detail = result.problems.joined(separator: "; ")
             counted = result.killed.isEmpty ? .killFailed : .enforced(kills: result.killed.count)
+            killed = victims.processes.filter { result.killed.contains($0.process.pid) }.map(\.pidfd)
         }
         record.envelope.outcome = counted.outcome
         engine.health.count(counted.health, for: policy.name)
@@ -77,7 +79,7 @@ extension OOMEngineLoop {
         case .enforced:
             if let origin, case .v1 = domain(of: policy) {
                 awaitingClear.append(PendingDecision(policy: policy.name, origin: origin, record: record, t0: t0,
-                                                     deadlineNs: t0 + Self.clearTimeoutNs))
+                                                     deadlineNs: t0 + Self.clearTimeoutNs, victims: killed))
             } else {
                 emit(record, policy: policy.name)
             }

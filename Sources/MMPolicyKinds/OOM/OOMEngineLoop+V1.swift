@@ -89,7 +89,14 @@ extension OOMEngineLoop {
             // A notification from a task that retried while a kill was still
             // freeing memory: there is room now and the task has been woken.
             if limit > 0, usage + Self.staleRoomBytes < limit { continue }
-            // Still under OOM after an earlier kill: that record is final now.
+            // Still under OOM after an earlier kill. While a victim of it is
+            // still exiting, its memory may not be free yet (process_mrelease
+            // answers ESRCH once the victim passed exit_mm(), before its pages
+            // are all back): wait, as the kernel's killer waits for its own
+            // victim, rather than kill a second process. Its exit uncharges
+            // and wakes the waiters; an OOM that persists notifies again.
+            if awaitingClear.contains(where: { $0.origin == origin && $0.victimsExiting && now(before: $0.deadlineNs) }) { continue }
+            // Otherwise that record is final now.
             if let index = awaitingClear.firstIndex(where: { $0.origin == origin }) {
                 var pending = awaitingClear.remove(at: index)
                 pending.record.detail = pending.record.detail.isEmpty ? "the OOM persisted after the kill" : pending.record.detail
@@ -143,6 +150,9 @@ extension OOMEngineLoop {
             }
         }
     }
+
+    /// Whether CLOCK_MONOTONIC is still before `deadlineNs`.
+    func now(before deadlineNs: UInt64) -> Bool { monotonicNanoseconds() < deadlineNs }
 
     func serviceAwaitingClear(now: UInt64) {
         var keep: [PendingDecision] = []

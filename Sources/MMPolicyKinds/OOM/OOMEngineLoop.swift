@@ -13,6 +13,12 @@ struct PendingDecision {
     var record: OOMRecord
     var t0: UInt64
     var deadlineNs: UInt64
+    /// A kill's victims, held by their pidfds until the record is final.
+    var victims: [PidFD] = []
+
+    /// Whether a victim of the kill is still on its way out (its memory
+    /// may not be free yet, even when process_mrelease found nothing to reap).
+    var victimsExiting: Bool { victims.contains { !$0.hasExited } }
 }
 
 /// The OOM engine's thread: owns every decision point, runs the poll loop

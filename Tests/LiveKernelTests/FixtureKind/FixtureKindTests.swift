@@ -43,10 +43,14 @@ import Glibc
                 objectSearchPath: ObjectSearchPath(directories: [TestPaths.objectDirectory]), defaultSetPath: nil,
                 watchdogWindowMs: 200, kinds: KindRegistry.builtIn.adding(FixtureKind(actuator: actuator)),
                 guardianExecutable: TestPaths.product("mmpolicy"), ownsProcess: false)
-            let group = try await DaemonService.serviceGroup(configuration: configuration, version: "fixture-test",
-                                                             logger: Logger(label: "fixture-daemon"))
+            let group = DaemonService.serviceGroup(configuration: configuration, version: "fixture-test",
+                                                   logger: Logger(label: "fixture-daemon"))
             self.group = group
             running = Task { try await group.run() }
+            let client = ControlClient(socketPath: socket, timeoutSeconds: 10)
+            guard await eventuallyAwaiting(10, {
+                ((try? await offPool { try client.send(ControlRequest(command: .ping)) })?.ok) == true
+            }) else { throw FixtureDaemonError.notReady }
         }
 
         /// One request, sent from a thread of its own (the client blocks;
@@ -175,6 +179,8 @@ import Glibc
         #expect(error?.description.contains("fixture") == true && error?.description.contains("oom") == true, "\(error?.description ?? "")")
     }
 }
+
+enum FixtureDaemonError: Error { case notReady }
 
 /// `eventuallyAsync` for a condition that awaits.
 func eventuallyAwaiting(_ seconds: Double, _ condition: () async -> Bool) async -> Bool {
