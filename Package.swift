@@ -50,7 +50,8 @@ let package = Package(
         .target(
             name: "MMPolicyDaemon",
             dependencies: [
-                "BPFKit", "CLibBPF", "MMPolicyCore", "MMPolicyKinds", "MMPolicyWatchdog",
+                // No MMPolicyKinds: the daemon runs whatever kinds its configuration's registry holds.
+                "BPFKit", "CLibBPF", "MMPolicyCore", "MMPolicyWatchdog",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -60,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "mmpolicy",
             dependencies: [
-                "BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyCore", "MMPolicyDaemon", "MMPolicyWatchdog",
+                "BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyCore", "MMPolicyKinds", "MMPolicyDaemon", "MMPolicyWatchdog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -73,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "mmpolicy-bench",
             dependencies: [
-                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "MMPolicyWatchdog",
+                "BPFKit", "MMPolicyCore", "MMPolicyKinds", "MMPolicyWatchdog", "MMPolicyDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "bench/mmpolicy-bench"

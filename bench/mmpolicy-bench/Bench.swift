@@ -7,6 +7,8 @@
 //                     earlyoom (system scope); the daemon's idle cost.
 //   watchdog:         how fast the watchdog ejects a harmful policy (refault
 //                     and decision-health guards), and its sampler's CPU cost.
+//   soak:             thousands of load/unload cycles: the daemon's memory,
+//                     descriptors, BPF objects and database before and after.
 import ArgumentParser
 
 @main
@@ -14,6 +16,6 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mmpolicy-bench",
         abstract: "Benchmarks of mmpolicy against the kernel and its peers.",
-        subcommands: [SelectBench.self, OOMBench.self, WatchdogBench.self],
+        subcommands: [SelectBench.self, OOMBench.self, WatchdogBench.self, SoakBench.self],
         defaultSubcommand: SelectBench.self)
 }

@@ -245,11 +245,19 @@ public struct Manifest: Sendable, Equatable {
 
     /// Reads and checks the manifest at `path`; `kinds` are the kinds it may be of.
     public static func load(path: String, kinds: KindRegistry) throws(ManifestError) -> Manifest {
-        let bytes: [UInt8]
+        try parse(bytes: try readBytes(path: path), path: path, kinds: kinds)
+    }
+
+    /// The bytes of the manifest file at `path` (at most 1 MiB, not a directory).
+    static func readBytes(path: String) throws(ManifestError) -> [UInt8] {
         switch readWholeFile(path, limit: maxFileBytes) {
-        case .success(let data): bytes = data
+        case .success(let data): return data
         case .failure(let code): throw ManifestError(path: path, key: "", reason: .unreadable(errno: code.rawValue))
         }
+    }
+
+    /// Checks the manifest file content `bytes` read from `path`.
+    static func parse(bytes: [UInt8], path: String, kinds: KindRegistry) throws(ManifestError) -> Manifest {
         if let (line, column, problem) = firstEncodingProblem(bytes) {
             throw ManifestError(
                 path: path, key: "", reason: .syntax(line: line, column: column, message: problem))

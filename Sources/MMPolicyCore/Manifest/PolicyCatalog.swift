@@ -39,6 +39,11 @@ public struct PolicyCatalog: Sendable {
     /// Loads every `*.toml` in `directory` except ``setFileName`` and hidden
     /// files; `kinds` are the kinds a manifest may be of.
     public static func load(directory: String, kinds: KindRegistry) -> PolicyCatalog {
+        load(directory: directory) { path throws(ManifestError) in try Manifest.load(path: path, kinds: kinds) }
+    }
+
+    /// The catalog of `directory`, each manifest read by `read` (e.g. a ``ManifestCache``).
+    public static func load(directory: String, read: (String) throws(ManifestError) -> Manifest) -> PolicyCatalog {
         var catalog = PolicyCatalog(directory: directory)
         let names: [String]
         switch listDirectory(directory) {
@@ -51,7 +56,7 @@ public struct PolicyCatalog: Sendable {
         for name in names.sorted()
         where name.hasSuffix(".toml") && name.count > 5 && !name.hasPrefix(".") && name != setFileName {
             do {
-                catalog.manifests.append(try Manifest.load(path: base + name, kinds: kinds))
+                catalog.manifests.append(try read(base + name))
             } catch {
                 catalog.errors.append(error)
             }

@@ -36,6 +36,8 @@ public actor PolicyManager {
     let watchdog: Watchdog
     let mount: MemoryCgroupMount?
     let logger: Logger
+    /// Manifests parsed once per content (parsing leaks in TOMLKit).
+    let manifests: ManifestCache
     private var loaded: [String: Loaded] = [:]
 
     public init(configuration: DaemonConfiguration, store: StateStore, recorder: EventRecorder, engines: KindEngines,
@@ -47,6 +49,7 @@ public actor PolicyManager {
         self.watchdog = watchdog
         self.mount = mount
         self.logger = logger
+        self.manifests = ManifestCache(kinds: configuration.kinds)
     }
 
     // MARK: load
@@ -129,9 +132,9 @@ public actor PolicyManager {
 
     func resolveManifest(_ reference: String) throws -> Manifest {
         if reference.contains("/") || reference.hasSuffix(".toml") {
-            do { return try Manifest.load(path: reference, kinds: configuration.kinds) } catch { throw DaemonRequestError("\(error)") }
+            do { return try manifests.load(path: reference) } catch { throw DaemonRequestError("\(error)") }
         }
-        let catalog = PolicyCatalog.load(directory: configuration.policyDirectory, kinds: configuration.kinds)
+        let catalog = manifests.catalog(directory: configuration.policyDirectory)
         if let manifest = catalog.manifest(named: reference) { return manifest }
         if let broken = catalog.errors.first(where: { $0.path.hasSuffix("/\(reference).toml") }) {
             throw DaemonRequestError("\(broken)")
