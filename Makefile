@@ -94,6 +94,7 @@ bench: setup
 	.build/release/mmpolicy-bench select
 	.build/release/mmpolicy-bench oom
 	.build/release/mmpolicy-bench watchdog
+	.build/release/mmpolicy-bench soak
 
 clean:
 	rm -rf $(BUILD) .build
