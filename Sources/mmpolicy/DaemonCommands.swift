@@ -45,6 +45,12 @@ struct DaemonCommand: AsyncParsableCommand {
             simply exits. A daemon started again on the same state directory takes over: whichever of it and the \
             old guardian gets the lock first restores, and the guardian never undoes a newer daemon's work. \
             See docs/guardian.md.
+
+            The audit trail (`mmpolicy events`) keeps 30 days and at most 100,000 events by default \
+            (--event-retention-days, --event-retention-count; 0 lifts a limit); older events are deleted in \
+            the background after writes, at most once a minute or every 1,000 events. It records what the \
+            daemon is responsible for: kernel OOM kills in memory cgroups no loaded policy governs are left out \
+            unless --record-ungoverned-kills is given.
             """)
 
     @Option(name: .customLong("socket"), help: "Control socket path.") var socketPath = DaemonDefaults.socketPath
@@ -55,6 +61,12 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
     @Option(name: .customLong("watchdog-window-ms"), help: "The watchdog's sampling window, milliseconds (guards trip after breach_windows of them).")
     var watchdogWindowMs = 1000
+    @Option(name: .customLong("event-retention-days"), help: "Delete audit events older than this many days (0: no age limit).")
+    var eventRetentionDays = EventRetention.defaultDays
+    @Option(name: .customLong("event-retention-count"), help: "Keep at most this many audit events, the newest (0: no count limit).")
+    var eventRetentionCount = EventRetention.defaultCount
+    @Flag(name: .customLong("record-ungoverned-kills"), help: "Also record kernel OOM kills in memory cgroups no loaded policy governs (default: only kills in governed scopes).")
+    var recordUngovernedKills = false
 
     func run() async throws {
         guard geteuid() == 0 else {
@@ -79,9 +91,18 @@ struct DaemonCommand: AsyncParsableCommand {
         guard (100...60_000).contains(watchdogWindowMs) else {
             throw CommandError("--watchdog-window-ms \(watchdogWindowMs) is out of range: use 100 to 60000 (default 1000).")
         }
+        guard eventRetentionDays >= 0, eventRetentionDays <= 36_500 else {
+            throw CommandError("--event-retention-days \(eventRetentionDays) is out of range: use 0 (no age limit) to 36500 (default \(EventRetention.defaultDays)).")
+        }
+        guard eventRetentionCount >= 0 else {
+            throw CommandError("--event-retention-count \(eventRetentionCount) is negative: use 0 (no count limit) or more (default \(EventRetention.defaultCount)).")
+        }
+        let retention = EventRetention(days: eventRetentionDays == 0 ? nil : eventRetentionDays,
+                                       count: eventRetentionCount == 0 ? nil : eventRetentionCount)
         let configuration = DaemonConfiguration(socketPath: socketPath, stateDirectory: stateDirectory,
                                                 policyDirectory: directory, defaultSetPath: defaults,
-                                                watchdogWindowMs: watchdogWindowMs, kinds: .builtIn)
+                                                watchdogWindowMs: watchdogWindowMs, kinds: .builtIn,
+                                                eventRetention: retention, recordsUngovernedEvents: recordUngovernedKills)
         try await DaemonService.runUntilSignalled(configuration: configuration, version: MMPolicyCommand.version, logger: logger)
     }
 }
@@ -154,6 +175,7 @@ struct StatusCommand: ParsableCommand {
         var watchdog: WatchdogCost?
         var policies: [PolicyStatus]
         var recentExits: [EventRecord]
+        var failedPolicies: [FailedPolicy]
     }
 
     func validate() throws {
@@ -186,7 +208,7 @@ struct StatusCommand: ParsableCommand {
 
     func output(_ response: ControlResponse) -> Output {
         Output(daemon: response.daemon, watchdog: response.watchdog, policies: response.policies ?? [],
-               recentExits: response.exits ?? [])
+               recentExits: response.exits ?? [], failedPolicies: response.failedPolicies ?? [])
     }
 
     func show(_ response: ControlResponse) throws {
@@ -208,6 +230,13 @@ struct StatusCommand: ParsableCommand {
         if !exits.isEmpty {
             lines.append("recently ejected by the watchdog (not loaded):")
             lines += exits.map { "  " + WatchdogView.exitLine($0) }
+        }
+        let failures = response.failedPolicies ?? []
+        if !failures.isEmpty {
+            lines.append("desired but not loaded (fix and `mmpolicy load`, or `mmpolicy unload NAME` to stop wanting it):")
+            for failure in failures {
+                lines.append("  \(failure.name) (\(failure.source), scope \(failure.scope), \(failure.mode)) failed \(formatTime(failure.failedNs)): \(failure.error)")
+            }
         }
         guard !policies.isEmpty else {
             lines.append("no policies loaded (load one with `mmpolicy load NAME`)")

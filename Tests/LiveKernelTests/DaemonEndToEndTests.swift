@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import MMPolicyCore
+import MMPolicyDaemon
 import MMPolicyKinds
 import MMPolicyTestSupport
 import Testing
@@ -146,6 +147,53 @@ struct DaemonEndToEndTests {
         let status = try daemon.cli(["status"])
         #expect(status.output.contains("oom_largest") && status.output.contains(memcg.path), "\(status.output)")
         #expect(try oomKillDisable(memcg), "the restarted daemon enforces again")
+    }
+
+    @Test func desiredPoliciesThatFailToLoadShowInStatusUntilLoadedOrUnloaded() throws {
+        let daemon = try DaemonProcess()
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 200 * Self.mib)
+        let child = try memcg.child("batch")
+        #expect(try daemon.cli(["load", "oom_largest", "--scope", memcg.path, "--mode", "observe"]).status == 0)
+        #expect(try daemon.cli(["load", "oom_growth", "--scope", child]).status == 0)
+        #expect(daemon.stop() == 0, "log:\n\(daemon.log)")
+
+        // While the daemon is down, one manifest breaks and the other goes away.
+        let largest = daemon.policyDirectory + "/oom_largest.toml"
+        let growth = daemon.policyDirectory + "/oom_growth.toml"
+        let growthText = try readFile(growth)
+        _ = try daemon.scratch.write("policies/oom_largest.toml", "this is [not toml")
+        #expect(unlink(growth) == 0)
+        try daemon.start()
+
+        let status = try daemon.cli(["status"])
+        #expect(status.status == 0)
+        #expect(status.output.contains("desired but not loaded"), "\(status.output)")
+        #expect(status.output.contains("oom_largest (oom_largest, scope \(memcg.path), observe) failed"), "\(status.output)")
+        #expect(status.output.contains(largest), "the manifest's error names its file: \(status.output)")
+        #expect(status.output.contains("no policy named 'oom_growth'"), "\(status.output)")
+        #expect(status.output.contains("no policies loaded"), "\(status.output)")
+        let json = try JSONDecoder().decode(FailedStatus.self, from: Data(try daemon.cli(["status", "--json"]).output.utf8))
+        #expect(json.failedPolicies.map(\.name) == ["oom_growth", "oom_largest"])
+        #expect(json.failedPolicies.first?.scope == child && json.failedPolicies.first?.mode == "enforce")
+
+        // Unloading one stops wanting it; loading the other (its manifest back) clears it.
+        #expect(try daemon.cli(["unload", "oom_largest"]).status == 0)
+        _ = try daemon.scratch.write("policies/oom_growth.toml", growthText)
+        #expect(try daemon.cli(["load", "oom_growth", "--scope", child]).status == 0)
+        let after = try daemon.cli(["status"]).output
+        #expect(!after.contains("desired but not loaded") && after.contains("oom_growth"), "\(after)")
+        #expect(try JSONDecoder().decode(FailedStatus.self, from: Data(try daemon.cli(["status", "--json"]).output.utf8)).failedPolicies.isEmpty)
+
+        // The unloaded one is no longer desired: a restart does not try it again.
+        #expect(daemon.stop() == 0)
+        try daemon.start()
+        let restarted = try daemon.cli(["status"]).output
+        #expect(!restarted.contains("desired but not loaded") && restarted.contains("oom_growth"), "\(restarted)")
+    }
+
+    /// The part of `mmpolicy status --json` this test reads.
+    struct FailedStatus: Decodable {
+        var failedPolicies: [FailedPolicy]
     }
 
     @Test func nonRootClientsAreRefused() throws {

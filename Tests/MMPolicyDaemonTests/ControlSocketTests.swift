@@ -100,6 +100,50 @@ import Testing
 
     // MARK: - Bad requests
 
+    @Test func idleConnectionsDoNotHoldEverySlot() async throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.path + "/ctl.sock"
+        let running = try RunningServer(path: path) { request, peer in Self.respond(to: request, peer: peer) }
+        // More silent connections than the server serves at once.
+        let idle = try (0..<(ControlServer.maxConcurrentConnections + 16)).map { _ in try RawConnection(path) }
+        usleep(50_000)  // let the server accept them all
+
+        let started = ContinuousClock.now
+        let response = try ControlClient(socketPath: path, timeoutSeconds: 10).send(ControlRequest(command: .ping))
+        let elapsed = ContinuousClock.now - started
+        #expect(response.ok && response.daemon?.pid == getpid(), "\(response.error ?? "")")
+        #expect(elapsed < .seconds(1), "the client waited \(elapsed) behind \(idle.count) idle connections")
+
+        // Each idle connection is answered and closed after its first-byte deadline (0.5 s), not the request timeout (5 s).
+        let answered = try idle[0].readResponse()
+        #expect(!answered.ok && answered.error?.contains("nothing came within 0.5 s") == true, "\(answered.error ?? "")")
+        #expect(ContinuousClock.now - started < .seconds(3))
+        try await running.stop()
+    }
+
+    @Test func aLoadRequestWithoutOverridesDecodes() throws {
+        let request = try JSONDecoder().decode(ControlRequest.self, from: Data(#"{"command":"load","load":{"policy":"oom_largest"},"version":2}"#.utf8))
+        #expect(request.load == LoadRequest(policy: "oom_largest"))
+        #expect(request.load?.overrides == [])
+        let full = ControlSocketTests.sampleRequests[1]
+        #expect(try JSONDecoder().decode(ControlRequest.self, from: JSONEncoder().encode(full)) == full)
+        // A policy is still required.
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(LoadRequest.self, from: Data(#"{"overrides":[]}"#.utf8))
+        }
+    }
+
+    @Test func aLoadRequestWithoutOverridesIsServed() async throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.path + "/ctl.sock"
+        let running = try RunningServer(path: path) { request, peer in Self.respond(to: request, peer: peer) }
+        let connection = try RawConnection(path)
+        try connection.write(#"{"command":"load","load":{"policy":"oom_largest"},"version":2}"# + "\n")
+        let response = try connection.readResponse()
+        #expect(response.ok && response.policies?.first?.name == "oom_largest", "\(response.error ?? "")")
+        try await running.stop()
+    }
+
     @Test(arguments: [
         ("this is not json\n", "not valid JSON"),
         (#"{"version":2}"# + "\n", "`command` is missing"),
@@ -377,6 +421,11 @@ import Testing
         objectPath: "/usr/lib/mmpolicy/oom_largest.bpf.o", loadedNs: 1_767_225_660_000_000_000, uptimeSeconds: 0,
         parameters: [ParameterOverride(key: "min_points", value: "100")])
 
+    static let failed = FailedPolicy(
+        name: "batch-oom", source: "oom_largest", scope: "/sys/fs/cgroup/batch.slice", mode: "observe",
+        error: "no policy named 'oom_largest' in the daemon's policy directory /etc/mmpolicy/policies (known: none). Give one of those names, or a path to a manifest (.toml).",
+        failedNs: 1_767_225_600_500_000_000)
+
     /// (what the document calls it, the value) in the document's order.
     static var examples: [(String, any Encodable)] {
         var running = batchOOM
@@ -393,6 +442,7 @@ import Testing
             ("load request", requests[1]), ("load response", ControlResponse(policies: [batchOOM])),
             ("unload request", requests[2]), ("unload response", ControlResponse()),
             ("status request", requests[3]), ("status response", ControlResponse(daemon: daemon, policies: [running])),
+            ("failed-policy status response", ControlResponse(daemon: daemon, policies: [], failedPolicies: [failed])),
             ("events request", requests[4]), ("events response", ControlResponse(events: [loaded, decision])),
             ("newer-version request", newer),
             ("failure response", ControlResponse.failure("unsupported control protocol version: the request uses version 3, and this daemon speaks version 2. Use the mmpolicy CLI from the same release as the daemon.")),

@@ -1,3 +1,4 @@
+import BPFKit
 import Foundation
 import GRDB
 import MMPolicyCore
@@ -407,6 +408,36 @@ struct StateStoreTests {
         #expect(try store.events(EventQuery()).isEmpty)
     }
 
+    @Test func pruneByAgeDeletesOnlyOlderEvents() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try store.append(contentsOf: [5, 1, 4, 2, 3].map { Self.event($0) })
+        #expect(try store.pruneEvents(olderThanNs: 1) == 0)
+        #expect(try store.pruneEvents(olderThanNs: 3) == 2)  // 1 and 2; 3 itself stays
+        #expect(try store.events(EventQuery()).map(\.timeNs) == [3, 4, 5])
+    }
+
+    @Test func retentionPrunesByAgeThenByCount() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let day: Int64 = 86_400 * 1_000_000_000
+        let now: Int64 = 100 * day
+        // One event a day for the last 40 days (the oldest first), and one now.
+        try store.append(contentsOf: (0...40).map { Self.event(now - Int64(40 - $0) * day) })
+        let thirtyDays = EventRetention(days: 30, count: nil)
+        #expect(thirtyDays.cutoffNs(now: now) == now - 30 * day)
+        #expect(try store.pruneEvents(thirtyDays, nowNs: now) == 10)  // 40..31 days old
+        #expect(try store.events(EventQuery(limit: 100)).count == 31)
+        #expect(try store.events(EventQuery(limit: 100)).first?.timeNs == now - 30 * day)
+
+        #expect(try store.pruneEvents(EventRetention(days: 30, count: 5), nowNs: now) == 26)
+        #expect(try store.events(EventQuery(limit: 100)).map(\.timeNs) == (0..<5).map { now - Int64(4 - $0) * day })
+        // Within both limits: nothing goes.
+        #expect(try store.pruneEvents(EventRetention(days: 30, count: 5), nowNs: now) == 0)
+        #expect(try store.pruneEvents(.unlimited, nowNs: now) == 0)
+        #expect(try store.events(EventQuery(limit: 100)).count == 5)
+    }
+
     // MARK: knob journal
 
     @Test func journalKeepsTheFirstOriginal() throws {
@@ -457,6 +488,45 @@ struct StateStoreTests {
             let sequence = byID.filter { $0.policy == "producer-\(producer)" }.map(\.summary)
             #expect(sequence == (0..<perProducer).map(String.init))
         }
+    }
+
+    @Test func recorderPrunesAfterWritesByCountAndAge() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        // Prune after the first batch, then after every 10 events (never by time in this test).
+        let retention = EventRetention(maxAgeSeconds: 3600, maxCount: 20, pruneIntervalSeconds: 3600, pruneEveryEvents: 10)
+        let recorder = EventRecorder(store: store, retention: retention)
+        let now = wallClockNanoseconds()
+        // An event two hours old goes with the first batch's prune.
+        recorder.record(Self.event(now - 7200 * 1_000_000_000, policy: nil, "too old"))
+        recorder.flush()
+        #expect(try store.events(EventQuery()).isEmpty)
+        #expect(recorder.prunedEventCount == 1)
+
+        // 1...25, a batch each: prunes run after 10 and 20 (within the count: nothing goes).
+        for i in 1...25 {
+            recorder.record(Self.event(now + Int64(i), policy: nil, "\(i)"))
+            recorder.flush()
+        }
+        #expect(try store.events(EventQuery()).map(\.summary) == (1...25).map(String.init))
+        #expect(recorder.prunedEventCount == 1)
+
+        // The 10th event since the last prune (the 30th) brings one: the newest 20 stay.
+        for i in 26...30 { recorder.record(Self.event(now + Int64(i), policy: nil, "\(i)")) }
+        recorder.close()
+        #expect(try store.events(EventQuery()).map(\.summary) == (11...30).map(String.init))
+        #expect(recorder.prunedEventCount == 11)
+        #expect(recorder.lostEventCount == 0)
+    }
+
+    @Test func aRecorderWithoutLimitsNeverPrunes() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let recorder = EventRecorder(store: store, retention: .unlimited)
+        for i in 0..<50 { recorder.record(Self.event(Int64(i))) }
+        recorder.close()
+        #expect(try store.events(EventQuery()).count == 50)
+        #expect(recorder.prunedEventCount == 0)
     }
 
     @Test func recordDoesNotWaitForTheWriteLock() throws {

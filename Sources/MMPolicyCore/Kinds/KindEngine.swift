@@ -17,10 +17,16 @@ public struct KindEnvironment: Sendable {
     /// The kind's one-line rendering of its decisions (its definition's
     /// `summarize`), the line `mmpolicy events` and `status` print.
     public var summarize: @Sendable (DecisionRecord) -> String
+    /// Whether to record events of no loaded policy, such as a kernel OOM
+    /// kill in a memory cgroup no policy governs (`mmpolicy daemon
+    /// --record-ungoverned-kills`). Off by default: the audit trail holds
+    /// what the daemon is responsible for.
+    public var recordsUngovernedEvents: Bool
 
     public init(journal: KnobJournal, mount: MemoryCgroupMount?, objectSearchPath: ObjectSearchPath, daemonPID: Int32,
                 record: @escaping @Sendable (EventRecord) -> Void, log: @escaping @Sendable (String) -> Void,
-                summarize: @escaping @Sendable (DecisionRecord) -> String = { $0.envelopeSummary }) {
+                summarize: @escaping @Sendable (DecisionRecord) -> String = { $0.envelopeSummary },
+                recordsUngovernedEvents: Bool = false) {
         self.journal = journal
         self.mount = mount
         self.objectSearchPath = objectSearchPath
@@ -28,6 +34,18 @@ public struct KindEnvironment: Sendable {
         self.record = record
         self.log = log
         self.summarize = summarize
+        self.recordsUngovernedEvents = recordsUngovernedEvents
+    }
+
+    /// Whether an event observed in the system (a kernel kill, say) that
+    /// policy `governing` is responsible for (nil: none) should be recorded.
+    public func shouldRecord(governedBy governing: String?) -> Bool {
+        Self.shouldRecord(governedBy: governing, recordsUngovernedEvents: recordsUngovernedEvents)
+    }
+
+    /// ``shouldRecord(governedBy:)`` as a pure decision.
+    public static func shouldRecord(governedBy governing: String?, recordsUngovernedEvents: Bool) -> Bool {
+        governing != nil || recordsUngovernedEvents
     }
 
     /// Records `decision` of policy `policy` as a decision event, summarized

@@ -57,6 +57,7 @@ public struct LoadRequest: Codable, Sendable, Equatable {
     public var scope: String?
     /// "enforce" or "observe"; nil = the manifest's mode.
     public var mode: String?
+    /// Parameter overrides; optional in a request (absent = none).
     public var overrides: [ParameterOverride]
     /// Name to load it under (to run one policy on several scopes); nil = the manifest's name.
     public var alias: String?
@@ -71,6 +72,21 @@ public struct LoadRequest: Codable, Sendable, Equatable {
         self.overrides = overrides
         self.alias = alias
         self.force = force
+    }
+}
+
+extension LoadRequest {
+    private enum CodingKeys: String, CodingKey { case policy, scope, mode, overrides, alias, force }
+
+    /// `overrides` may be left out (none); every other optional field too.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(policy: try container.decode(String.self, forKey: .policy),
+                  scope: try container.decodeIfPresent(String.self, forKey: .scope),
+                  mode: try container.decodeIfPresent(String.self, forKey: .mode),
+                  overrides: try container.decodeIfPresent([ParameterOverride].self, forKey: .overrides) ?? [],
+                  alias: try container.decodeIfPresent(String.self, forKey: .alias),
+                  force: try container.decodeIfPresent(Bool.self, forKey: .force))
     }
 }
 
@@ -102,10 +118,13 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public var exits: [EventRecord]?
     /// `status`: what the watchdog costs.
     public var watchdog: WatchdogCost?
+    /// `status`: policies of the desired set that did not load (at start-up)
+    /// and have not been loaded or unloaded since. Absent when there are none.
+    public var failedPolicies: [FailedPolicy]?
 
     public init(ok: Bool = true, error: String? = nil, daemon: DaemonInfo? = nil,
                 policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil, exits: [EventRecord]? = nil,
-                watchdog: WatchdogCost? = nil) {
+                watchdog: WatchdogCost? = nil, failedPolicies: [FailedPolicy]? = nil) {
         self.version = ControlProtocol.version
         self.ok = ok
         self.error = error
@@ -114,9 +133,35 @@ public struct ControlResponse: Codable, Sendable, Equatable {
         self.events = events
         self.exits = exits
         self.watchdog = watchdog
+        self.failedPolicies = failedPolicies
     }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+}
+
+/// A policy of the desired set the daemon could not load: what was asked
+/// for, and why it failed.
+public struct FailedPolicy: Codable, Sendable, Equatable {
+    /// The name it was to be loaded under.
+    public var name: String
+    /// The policy reference (a name in the policy directory, or a manifest path).
+    public var source: String
+    /// "system" or a cgroup path, as desired.
+    public var scope: String
+    public var mode: String
+    /// The one-paragraph error naming what is wrong and the fix.
+    public var error: String
+    /// When the load failed (wall clock, ns since the epoch).
+    public var failedNs: Int64
+
+    public init(name: String, source: String, scope: String, mode: String, error: String, failedNs: Int64) {
+        self.name = name
+        self.source = source
+        self.scope = scope
+        self.mode = mode
+        self.error = error
+        self.failedNs = failedNs
+    }
 }
 
 /// The daemon itself.

@@ -29,8 +29,11 @@ public struct PeerCredentials: Sendable, Equatable {
 ///
 /// Exists to keep the socket's rules in one place: one live daemon per path,
 /// stale files cleaned, root-only peers (checked with SO_PEERCRED, not file
-/// permissions alone), bounded request size and time, and slow clients that
-/// cannot hold up others. Accepting runs on a dedicated thread blocked in
+/// permissions alone), bounded request size and time, and slow or idle
+/// clients that cannot hold up others: a connection counts against the
+/// limit of ``maxConcurrentConnections`` only once its first byte arrived,
+/// and one that sends nothing within ``firstByteTimeoutSeconds`` is answered
+/// and closed. Accepting runs on a dedicated thread blocked in
 /// poll(), and each connection's I/O on a thread of its own, so no
 /// Swift-concurrency thread ever waits on a socket; only `handler` runs as a
 /// task.
@@ -39,8 +42,15 @@ public final class ControlServer: Sendable {
     public let allowedUIDs: Set<UInt32>
     /// How long a client may take to send its request line.
     public let requestTimeoutSeconds: Double
-    /// Connections served at once; more are answered "busy" and closed.
+    /// How long a new connection may stay silent before it is answered
+    /// and closed. Until its first byte it holds no serving slot.
+    public let firstByteTimeoutSeconds: Double
+    /// Connections served at once (counted from their first byte); more are
+    /// answered "busy" and closed.
     public static let maxConcurrentConnections = 64
+    /// Connections waiting for their first byte at once (each for at most
+    /// ``firstByteTimeoutSeconds``); more are answered "busy" and closed.
+    public static let maxWaitingConnections = 1024
 
     private let handler: @Sendable (ControlRequest, PeerCredentials) async -> ControlResponse
     private let state: Mutex<State>
@@ -60,12 +70,14 @@ public final class ControlServer: Sendable {
         var acceptThread: pthread_t?
         var acceptLoopExited = false
         var activeConnections = 0
+        /// Accepted, but no byte received yet.
+        var waitingConnections = 0
         /// `run()`'s caller, resumed once accepting has stopped and the last
         /// connection is done.
         var finished: CheckedContinuation<Void, Never>?
 
         mutating func takeFinishedIfDrained() -> CheckedContinuation<Void, Never>? {
-            guard acceptLoopExited, activeConnections == 0 else { return nil }
+            guard acceptLoopExited, activeConnections == 0, waitingConnections == 0 else { return nil }
             defer { finished = nil }
             return finished
         }
@@ -78,11 +90,13 @@ public final class ControlServer: Sendable {
         socketPath: String,
         allowedUIDs: Set<UInt32> = [0],
         requestTimeoutSeconds: Double = 5,
+        firstByteTimeoutSeconds: Double = 0.5,
         handler: @escaping @Sendable (ControlRequest, PeerCredentials) async -> ControlResponse
     ) throws(ControlSocketError) {
         self.socketPath = socketPath
         self.allowedUIDs = allowedUIDs
         self.requestTimeoutSeconds = requestTimeoutSeconds
+        self.firstByteTimeoutSeconds = min(firstByteTimeoutSeconds, requestTimeoutSeconds)
         self.handler = handler
         guard let address = UnixSocketAddress(socketPath) else {
             throw .pathTooLong(path: socketPath, maxBytes: UnixSocketAddress.maxPathBytes)
@@ -299,33 +313,47 @@ public final class ControlServer: Sendable {
 
     private func accepted(_ connection: SocketDescriptor) {
         let admitted = state.withLock { state in
-            guard state.activeConnections < Self.maxConcurrentConnections else { return false }
-            state.activeConnections += 1
+            guard state.waitingConnections < Self.maxWaitingConnections else { return false }
+            state.waitingConnections += 1
             return true
         }
         guard admitted else {
-            reply(.failure("the mmpolicy daemon at \(socketPath) is busy: \(Self.maxConcurrentConnections) control connections are already open. Try again in a few seconds."),
+            reply(.failure("the mmpolicy daemon at \(socketPath) is busy: \(Self.maxWaitingConnections) control connections are open and have not sent a request yet. Try again in a few seconds."),
                   on: connection, deadline: Deadline(secondsFromNow: 0.1))
             return
         }
         let thread = PosixThread.start(detached: true) { [self] in
-            serve(connection)
+            var active = false
+            serve(connection, active: &active)
             let drained = state.withLock { state in
-                state.activeConnections -= 1
+                if active { state.activeConnections -= 1 } else { state.waitingConnections -= 1 }
                 return state.takeFinishedIfDrained()
             }
             drained?.resume()
         }
         if case .failure(let error) = thread {
-            state.withLock { $0.activeConnections -= 1 }
+            state.withLock { $0.waitingConnections -= 1 }
             reply(.failure("the mmpolicy daemon at \(socketPath) could not start a thread for this connection (\(error)). Try again in a few seconds."),
                   on: connection, deadline: Deadline(secondsFromNow: 0.1))
         }
     }
 
+    /// Moves a connection whose first byte arrived from waiting to served;
+    /// false if ``maxConcurrentConnections`` are being served already.
+    private func promote() -> Bool {
+        state.withLock { state in
+            guard state.activeConnections < Self.maxConcurrentConnections else { return false }
+            state.waitingConnections -= 1
+            state.activeConnections += 1
+            return true
+        }
+    }
+
     /// One connection, start to finish, on its own thread. The descriptor
-    /// closes when `connection` is released at the end.
-    private func serve(_ connection: SocketDescriptor) {
+    /// closes when `connection` is released at the end. `active` becomes
+    /// true once the connection holds a serving slot.
+    private func serve(_ connection: SocketDescriptor, active: inout Bool) {
+        let requestDeadline = Deadline(secondsFromNow: requestTimeoutSeconds)
         let writeDeadline = { Deadline(secondsFromNow: self.requestTimeoutSeconds) }
         let peer: PeerCredentials
         switch connection.peerCredentials() {
@@ -339,8 +367,25 @@ public final class ControlServer: Sendable {
             reply(.failure(refusal(peer)), on: connection, deadline: writeDeadline())
             return
         }
+        // A connection that has said nothing holds no slot, and not for long.
+        switch connection.wait(for: Int16(POLLIN), until: Deadline(secondsFromNow: firstByteTimeoutSeconds)) {
+        case .failure:
+            return  // The connection is broken; there is nobody to answer.
+        case .success(false):
+            reply(.failure("no complete request line arrived on \(socketPath): nothing came within \(firstByteTimeoutSeconds) s of connecting (pid \(peer.pid)). Send the whole request as one JSON line ending in \"\\n\" right after connecting."),
+                  on: connection, deadline: Deadline(secondsFromNow: 0.1))
+            return
+        case .success(true):
+            break
+        }
+        guard promote() else {
+            reply(.failure("the mmpolicy daemon at \(socketPath) is busy: \(Self.maxConcurrentConnections) control requests are being served. Try again in a few seconds."),
+                  on: connection, deadline: Deadline(secondsFromNow: 0.1))
+            return
+        }
+        active = true
         let line: [UInt8]
-        switch connection.readLine(maxBytes: ControlProtocol.maxMessageBytes, until: Deadline(secondsFromNow: requestTimeoutSeconds)) {
+        switch connection.readLine(maxBytes: ControlProtocol.maxMessageBytes, until: requestDeadline) {
         case .success(let bytes): line = bytes
         case .failure(.timedOut):
             reply(.failure("no complete request line arrived on \(socketPath) within \(requestTimeoutSeconds) s (pid \(peer.pid)). Send the whole request as one JSON line ending in \"\\n\" right after connecting."),

@@ -36,7 +36,9 @@ public struct ControlHandler: Sendable {
                 let loaded = Set(policies.map(\.name))
                 let dayAgo = wallClockNanoseconds() - 86_400 * 1_000_000_000
                 let exits = (try? store.recentExits(sinceNs: dayAgo))?.filter { !loaded.contains($0.policy ?? "") }
-                return ControlResponse(daemon: daemon, policies: policies, exits: exits, watchdog: watchdog.cost)
+                let failures = await manager.failures()
+                return ControlResponse(daemon: daemon, policies: policies, exits: exits, watchdog: watchdog.cost,
+                                       failedPolicies: failures.isEmpty ? nil : failures)
             case .events:
                 // What was recorded up to now is visible to this query.
                 await recorder.flush()

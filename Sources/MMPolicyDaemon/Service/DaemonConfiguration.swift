@@ -21,11 +21,17 @@ public struct DaemonConfiguration: Sendable {
     /// (mlockall) and tunes malloc. A daemon run inside another program (the
     /// fixture-kind test) leaves the host process's memory alone.
     public var ownsProcess: Bool
+    /// How long the audit trail keeps events (default: 30 days, 100,000 events).
+    public var eventRetention: EventRetention
+    /// Whether events the daemon is not responsible for are recorded too:
+    /// kernel OOM kills in memory cgroups no loaded policy governs (default: no).
+    public var recordsUngovernedEvents: Bool
 
     public init(socketPath: String = DaemonDefaults.socketPath, stateDirectory: String = DaemonDefaults.stateDirectory,
                 policyDirectory: String, objectSearchPath: ObjectSearchPath? = nil, defaultSetPath: String? = nil,
                 pinDirectory: String = DaemonDefaults.pinDirectory, watchdogWindowMs: Int = 1000,
-                kinds: KindRegistry, guardianExecutable: String = "/proc/self/exe", ownsProcess: Bool = true) {
+                kinds: KindRegistry, guardianExecutable: String = "/proc/self/exe", ownsProcess: Bool = true,
+                eventRetention: EventRetention = .standard, recordsUngovernedEvents: Bool = false) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.policyDirectory = policyDirectory
@@ -36,5 +42,7 @@ public struct DaemonConfiguration: Sendable {
         self.kinds = kinds
         self.guardianExecutable = guardianExecutable
         self.ownsProcess = ownsProcess
+        self.eventRetention = eventRetention
+        self.recordsUngovernedEvents = recordsUngovernedEvents
     }
 }

@@ -90,7 +90,7 @@ public struct DaemonService: Service {
             logger.warning("mlockall failed (errno \(errno)); the daemon may be slowed by reclaim under pressure")
         }
         let store = try StateStore(directory: configuration.stateDirectory)
-        let recorder = EventRecorder(store: store, logger: logger)
+        let recorder = EventRecorder(store: store, retention: configuration.eventRetention, logger: logger)
         let journal = KnobJournal(storage: store)
         let started = wallClockNanoseconds()
         // A first start: nothing was ever recorded here. Only then does the default set apply.
@@ -133,7 +133,8 @@ public struct DaemonService: Service {
             let mount = MemoryCgroupMount.detect()
             let environment = KindEnvironment(
                 journal: journal, mount: mount, objectSearchPath: configuration.objectSearchPath, daemonPID: getpid(),
-                record: { recorder.record($0) }, log: { logger.warning("\($0)") })
+                record: { recorder.record($0) }, log: { logger.warning("\($0)") },
+                recordsUngovernedEvents: configuration.recordsUngovernedEvents)
             let engines = try KindEngines(registry: configuration.kinds, environment: environment)
             try engines.start()
             for (kind, engine) in engines.all { stages.append(DaemonStage(name: "\(kind) engine") { engine.stop() }) }

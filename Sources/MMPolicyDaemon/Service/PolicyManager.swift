@@ -39,6 +39,9 @@ public actor PolicyManager {
     /// Manifests parsed once per content (parsing leaks in TOMLKit).
     let manifests: ManifestCache
     private var loaded: [String: Loaded] = [:]
+    /// Desired policies that failed to load at start-up, by name, until one
+    /// loads or is unloaded (`status` shows them).
+    private var failed: [String: FailedPolicy] = [:]
 
     public init(configuration: DaemonConfiguration, store: StateStore, recorder: EventRecorder, engines: KindEngines,
                 watchdog: Watchdog, mount: MemoryCgroupMount?, logger: Logger) {
@@ -116,6 +119,7 @@ public actor PolicyManager {
         let parameters = policy.object.parameters.map { variable in
             ParameterOverride(key: variable.name, value: policy.object.currentValue(of: variable).map { "\($0)" } ?? "?")
         }
+        failed[name] = nil
         loaded[name] = Loaded(attachment: attachment, engine: engine, sensors: sensors, desired: desired, kind: manifest.kind,
                               loadedNs: wallClockNanoseconds(), parameters: parameters, guards: manifest.guards)
         var subject = WatchedSubject(policy: policy, scope: scope) { engine.health(of: name) ?? DecisionHealth() }
@@ -160,6 +164,15 @@ public actor PolicyManager {
         // The sampler reads the policy's descriptors: stop before they close.
         watchdog.unwatch(name)
         guard let entry = loaded.removeValue(forKey: name) else {
+            if failed.removeValue(forKey: name) != nil {
+                // Desired but never loaded: unloading drops it from the desired set.
+                if persist {
+                    do { _ = try store.removeDesired(name: name) } catch { logger.error("saving the desired set failed: \(error)") }
+                }
+                record(.unloaded, policy: name, "\(reason); it had failed to load, and is no longer desired")
+                logger.info("dropped policy \(name), which had failed to load, from the desired set: \(reason)")
+                return
+            }
             let names = loaded.keys.sorted()
             throw DaemonRequestError("no policy named '\(name)' is loaded (loaded: \(names.isEmpty ? "none" : names.joined(separator: ", "))). `mmpolicy status` lists them.")
         }
@@ -233,6 +246,8 @@ public actor PolicyManager {
                     let request = LoadRequest(policy: entry.name, scope: entry.scope, mode: entry.mode?.rawValue,
                                               overrides: entry.set.map { ParameterOverride(key: $0.key, value: $0.value) })
                     do { _ = try await load(request) } catch {
+                        noteFailure(name: entry.name, source: entry.name, scope: entry.scope ?? "the manifest's",
+                                    mode: entry.mode?.rawValue ?? "the manifest's", error: "\(error)")
                         record(.loadFailed, policy: entry.name, "default set \(path): \(error)")
                         logger.error("default policy \(entry.name) did not load: \(error)")
                     }
@@ -246,13 +261,24 @@ public actor PolicyManager {
             let request = LoadRequest(policy: policy.source, scope: policy.scope, mode: policy.mode,
                                       overrides: policy.overrides, alias: policy.name)
             do { _ = try await load(request, persist: false) } catch {
+                noteFailure(name: policy.name, source: policy.source, scope: policy.scope, mode: policy.mode, error: "\(error)")
                 record(.loadFailed, policy: policy.name, "reloading the desired set: \(error)")
                 logger.error("desired policy \(policy.name) did not reload: \(error)")
             }
         }
     }
 
+    func noteFailure(name: String, source: String, scope: String, mode: String, error: String) {
+        failed[name] = FailedPolicy(name: name, source: source, scope: scope, mode: mode, error: error,
+                                    failedNs: wallClockNanoseconds())
+    }
+
     // MARK: status
+
+    /// Desired policies that did not load and have not been loaded or unloaded since, by name.
+    public func failures() -> [FailedPolicy] {
+        failed.keys.sorted().map { failed[$0]! }
+    }
 
     /// Every loaded policy, with up to `history` recent watchdog windows each.
     public func statuses(history: Int = 0) -> [PolicyStatus] {

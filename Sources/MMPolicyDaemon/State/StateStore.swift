@@ -211,6 +211,30 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// Deletes every event older than `cutoffNs` (wall clock, ns since the
+    /// epoch); returns how many were deleted.
+    @discardableResult
+    public func pruneEvents(olderThanNs cutoffNs: Int64) throws(StateStoreError) -> Int {
+        try write("prune events by age") { db in
+            try db.execute(sql: "DELETE FROM event WHERE time_ns < ?", arguments: [cutoffNs])
+            return db.changesCount
+        }
+    }
+
+    /// Applies `retention` as of `nowNs`: events older than its age go, then
+    /// all but its newest `maxCount`. Returns how many were deleted.
+    @discardableResult
+    public func pruneEvents(_ retention: EventRetention, nowNs: Int64 = wallClockNanoseconds()) throws(StateStoreError) -> Int {
+        var deleted = 0
+        if let cutoff = retention.cutoffNs(now: nowNs) { deleted += try pruneEvents(olderThanNs: cutoff) }
+        if let count = retention.maxCount {
+            // Cheap check first: the NOT IN delete scans the table.
+            let total = try read("count events") { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM event") ?? 0 }
+            if total > count { deleted += try pruneEvents(keepingNewest: count) }
+        }
+        return deleted
+    }
+
     // MARK: - Knob journal
 
     /// Records `original` as the value of the kernel knob at `path` before

@@ -32,9 +32,12 @@ extension OOMEngineLoop {
         // not other memcgs' OOMs).
         let governing = path.flatMap { governor(of: $0, version: environment.mount?.version ?? .v1) }
         let comm = event.comm
-        environment.record(EventRecord(
-            timeNs: wallClockNanoseconds(), type: .kernelKill, policy: governing?.name,
-            summary: "the kernel OOM killer chose pid \(event.pid) (\(comm)) in \(path ?? "cgroup id \(event.cgroupID)"), \(event.value >> 20) MiB resident"))
+        // Kills outside every governed scope only with --record-ungoverned-kills.
+        if environment.shouldRecord(governedBy: governing?.name) {
+            environment.record(EventRecord(
+                timeNs: wallClockNanoseconds(), type: .kernelKill, policy: governing?.name,
+                summary: "the kernel OOM killer chose pid \(event.pid) (\(comm)) in \(path ?? "cgroup id \(event.cgroupID)"), \(event.value >> 20) MiB resident"))
+        }
         if let governing, governing.mode == .enforce {
             engine.health.addActions(1, for: governing.name)
         }
