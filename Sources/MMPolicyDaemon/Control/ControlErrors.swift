@@ -1,3 +1,4 @@
+import MMPolicyCore
 import SystemPackage
 
 /// Why the daemon could not set up or serve its control socket.
@@ -9,6 +10,9 @@ public enum ControlSocketError: Error, Sendable, CustomStringConvertible, Equata
     case pathTooLong(path: String, maxBytes: Int)
     /// The socket's parent directory could not be created.
     case createDirectory(directory: String, socketPath: String, errno: Errno)
+    /// The socket's directory, or the socket path, is a symbolic link, owned
+    /// by another user or writable by others (see ``SecureDirectory``).
+    case insecureDirectory(SecureDirectoryError)
     /// Something already answers on the path.
     case alreadyListening(path: String)
     /// The path exists and is not a socket, so it is not ours to remove.
@@ -26,6 +30,8 @@ public enum ControlSocketError: Error, Sendable, CustomStringConvertible, Equata
             return "mmpolicy cannot listen on \(path): a Unix socket path may be at most \(maxBytes) bytes and this one is \(path.utf8.count). Pass a shorter path with --socket."
         case let .createDirectory(directory, socketPath, errno):
             return "mmpolicy cannot create \(directory), the directory for its control socket \(socketPath): \(errno) (errno \(errno.rawValue)). Create the directory (mode 0755) or pass another path with --socket."
+        case let .insecureDirectory(error):
+            return "\(error) (The socket path is set with --socket.)"
         case let .alreadyListening(path):
             return "another mmpolicy daemon is already listening on \(path). Stop it (e.g. `systemctl stop mmpolicy`, or `mmpolicy status` to find its pid), or pass --socket to use another path."
         case let .notASocket(path):

@@ -101,8 +101,8 @@ public final class ControlServer: Sendable {
         guard let address = UnixSocketAddress(socketPath) else {
             throw .pathTooLong(path: socketPath, maxBytes: UnixSocketAddress.maxPathBytes)
         }
-        try Self.createParentDirectory(of: socketPath)
-        try Self.removeStaleSocket(at: socketPath, address: address)
+        let directory = try Self.openParentDirectory(of: socketPath)
+        try Self.removeStaleSocket(at: socketPath, in: directory, address: address)
 
         func fail(_ operation: String) -> ControlSocketError {
             .setup(path: socketPath, operation: operation, errno: Errno(rawValue: errno))
@@ -227,31 +227,43 @@ public final class ControlServer: Sendable {
 
     // MARK: - Setup
 
-    private static func createParentDirectory(of socketPath: String) throws(ControlSocketError) {
-        var components = socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast()
-        guard !components.isEmpty else { return }
-        let directory = components.joined(separator: "/")
-        guard !directory.isEmpty else { return }
-        var prefix = socketPath.hasPrefix("/") ? "" : "."
-        components = components.drop { $0.isEmpty }
-        for component in components where !component.isEmpty {
-            prefix += "/" + component
-            if mkdir(prefix, 0o755) == 0 {
-                _ = chmod(prefix, 0o755)  // Whatever the umask.
-            } else if errno != EEXIST {
-                throw .createDirectory(directory: directory, socketPath: socketPath, errno: Errno(rawValue: errno))
+    /// Opens (creating it 0755 if missing) the socket's directory through
+    /// ``SecureDirectory``: no symbolic link in its path, owned by root and
+    /// not writable by group or others (0755 is kept: clients enter it).
+    private static func openParentDirectory(of socketPath: String) throws(ControlSocketError) -> SecureDirectory {
+        let directory = Self.directory(of: socketPath)
+        do {
+            return try SecureDirectory(directory, purpose: "control socket directory", access: .traversable)
+        } catch {
+            if case .systemCall = error.problem, let code = error.errno {
+                throw .createDirectory(directory: directory, socketPath: socketPath, errno: code)
             }
+            throw .insecureDirectory(error)
         }
     }
 
-    /// Refuses a live socket and non-sockets; unlinks a socket file nobody answers on.
-    private static func removeStaleSocket(at path: String, address: UnixSocketAddress) throws(ControlSocketError) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
-            if errno == ENOENT { return }
-            throw .staleSocket(path: path, operation: "stat", errno: Errno(rawValue: errno))
+    /// The directory part of a socket path ("." for a bare name).
+    static func directory(of socketPath: String) -> String {
+        guard let slash = socketPath.lastIndex(of: "/") else { return "." }
+        let directory = String(socketPath[..<slash])
+        return directory.isEmpty ? "/" : directory
+    }
+
+    /// Refuses a live socket, a symbolic link and other non-sockets; unlinks
+    /// a socket file nobody answers on, relative to the directory's
+    /// descriptor and only if it is (still) a socket.
+    private static func removeStaleSocket(at path: String, in directory: SecureDirectory,
+                                          address: UnixSocketAddress) throws(ControlSocketError) {
+        let name = String(path.split(separator: "/").last ?? Substring(path))
+        let type: mode_t?
+        do { type = try directory.entryType(name) } catch {
+            throw .staleSocket(path: path, operation: "stat", errno: error.errno ?? .ioError)
         }
-        guard info.st_mode & S_IFMT == S_IFSOCK else { throw .notASocket(path: path) }
+        guard let type else { return }
+        if type == S_IFLNK {
+            throw .insecureDirectory(SecureDirectoryError(path: path, purpose: directory.purpose, problem: .symbolicLink, errno: nil))
+        }
+        guard type == S_IFSOCK else { throw .notASocket(path: path) }
         let raw = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard raw >= 0 else { throw .staleSocket(path: path, operation: "probe (socket())", errno: Errno(rawValue: errno)) }
         let probe = SocketDescriptor(adopting: raw)
@@ -262,8 +274,10 @@ public final class ControlServer: Sendable {
         switch error {
         case ENOENT: return  // Removed since we looked.
         case ECONNREFUSED:
-            guard unlink(path) == 0 || errno == ENOENT else {
-                throw .staleSocket(path: path, operation: "remove", errno: Errno(rawValue: errno))
+            do { _ = try directory.removeSocket(name) } catch {
+                if error.problem == .symbolicLink { throw .insecureDirectory(error) }
+                if error.problem == .notASocket { throw .notASocket(path: path) }
+                throw .staleSocket(path: path, operation: "remove", errno: error.errno ?? .ioError)
             }
         default:
             throw .staleSocket(path: path, operation: "probe (connect())", errno: Errno(rawValue: error))

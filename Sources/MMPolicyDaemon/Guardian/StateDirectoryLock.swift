@@ -31,20 +31,31 @@ public final class StateDirectoryLock: Sendable {
     /// kept where the kernel releases it first if the daemon dies (see
     /// ``ReleasedFirst``), so a guardian gets it without waiting for the
     /// daemon's BPF programs to be torn down.
+    ///
+    /// The directory and the file are opened through ``SecureDirectory``:
+    /// no symbolic link is followed, the directory must be root's and not
+    /// writable by others (a looser 0755 is tightened to 0700), and the lock
+    /// file must be a regular root-owned file with one link (created 0600).
     public init(directory: String, releasedFirst: Bool = false) throws(StateDirectoryLockError) {
-        do { try StateStore.makeDirectory(directory) } catch {
-            throw StateDirectoryLockError(kind: .cannotOpen, directory: directory, detail: "\(error)")
-        }
         path = directory.hasSuffix("/") ? directory + Self.fileName : directory + "/" + Self.fileName
-        do {
-            let opened = try FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .closeOnExec],
-                                                 permissions: [.ownerReadWrite])
+        do throws(SecureDirectoryError) {
+            let secure = try SecureDirectory(directory, purpose: "state directory", access: .ownerOnly)
+            let opened = try secure.openFile(Self.fileName)
             fd = releasedFirst ? FileDescriptor(rawValue: ReleasedFirst.move(opened.rawValue, rank: 0)) : opened
+            notices = secure.notices
         } catch {
-            throw StateDirectoryLockError(kind: .cannotOpen, directory: directory,
-                                          detail: "opening \(path) failed: \(error)")
+            switch error.problem {
+            case .systemCall:
+                throw StateDirectoryLockError(kind: .cannotOpen, directory: directory, detail: error.summary, fix: error.fix)
+            default:
+                throw StateDirectoryLockError(kind: .insecure, directory: directory, detail: "\(error)")
+            }
         }
     }
+
+    /// What was tightened while opening (a directory or file mode), one
+    /// sentence each, for the daemon's log.
+    public let notices: [String]
 
     deinit { try? fd.close() }
 
@@ -117,17 +128,24 @@ public struct StateDirectoryLockError: Error, Sendable, CustomStringConvertible 
         case cannotOpen
         /// Another process held the lock for as long as we waited.
         case held
+        /// The directory or lock file is a symbolic link, has the wrong owner
+        /// or is writable by others (see ``SecureDirectory``); `detail` is
+        /// the whole paragraph.
+        case insecure
     }
 
     public var kind: Kind
     public var directory: String
     /// For `.cannotOpen`: what failed. For `.held`: who holds it, as best known.
     public var detail: String
+    /// For `.cannotOpen`: the fix, when more is known than the generic one.
+    public var fix: String?
 
-    public init(kind: Kind, directory: String, detail: String) {
+    public init(kind: Kind, directory: String, detail: String, fix: String? = nil) {
         self.kind = kind
         self.directory = directory
         self.detail = detail
+        self.fix = fix
     }
 
     /// Another process holds the lock of `directory`: `holder` (from
@@ -150,7 +168,9 @@ public struct StateDirectoryLockError: Error, Sendable, CustomStringConvertible 
     public var description: String {
         switch kind {
         case .cannotOpen:
-            return "cannot lock state directory \(directory): \(detail). Run the daemon as root on a writable file system, or choose another directory with --state-dir."
+            return "cannot lock state directory \(directory): \(detail). \(fix ?? "Run the daemon as root on a writable file system, or choose another directory with --state-dir.")"
+        case .insecure:
+            return detail
         case .held:
             return "state directory \(directory) is in use: \(detail). Stop that daemon first (`mmpolicy status --socket PATH` shows it), or give this one its own state with --state-dir DIR (and its own --socket)."
         }

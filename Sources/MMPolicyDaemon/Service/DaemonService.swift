@@ -75,6 +75,7 @@ public struct DaemonService: Service {
         if configuration.ownsProcess { AllocatorTuning.configure() }
         // Before anything touches the state directory: one process at a time acts on it.
         let stateLock = try StateDirectoryLock(directory: configuration.stateDirectory, releasedFirst: true)
+        for notice in stateLock.notices { logger.notice("\(notice)") }
         if let holder = stateLock.holder {
             logger.notice("waiting up to \(Int(Self.lockWaitSeconds)) s for \(stateLock.path), held by pid \(holder)")
         }
@@ -90,6 +91,7 @@ public struct DaemonService: Service {
             logger.warning("mlockall failed (errno \(errno)); the daemon may be slowed by reclaim under pressure")
         }
         let store = try StateStore(directory: configuration.stateDirectory)
+        for notice in store.notices { logger.notice("\(notice)") }
         let recorder = EventRecorder(store: store, retention: configuration.eventRetention, logger: logger)
         let journal = KnobJournal(storage: store)
         let started = wallClockNanoseconds()

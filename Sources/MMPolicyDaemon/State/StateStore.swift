@@ -28,13 +28,36 @@ public final class StateStore: Sendable {
     /// What ``events(_:)`` returns at most when the query sets no limit.
     public static let defaultEventLimit = 1000
 
+    /// What was tightened while opening (the directory's or a file's mode),
+    /// one sentence each, for the daemon's log.
+    public let notices: [String]
+
+    /// The database and the files SQLite keeps beside it.
+    static let fileNames = [fileName, fileName + "-wal", fileName + "-shm", fileName + "-journal"]
+
     /// Opens (creating if needed) the store in `directory`: makes the
     /// directory (mode 0700) if it is missing, opens the database in WAL mode
     /// and brings its schema up to date.
+    ///
+    /// The directory is opened through ``SecureDirectory`` (no symbolic
+    /// links, owned by root, not writable by others, tightened to 0700).
+    /// SQLite opens files by path, so right before it does, `state.sqlite`
+    /// and its `-wal`, `-shm` and `-journal` files are checked through the
+    /// directory's descriptor (regular files, not links, owned by root, one
+    /// link each, tightened to 0600), and a missing `state.sqlite` is created
+    /// empty with mode 0600 (SQLite takes an empty file as a new database,
+    /// and creates its -wal and -shm files with the database's mode).
     public init(directory: String) throws(StateStoreError) {
-        try Self.makeDirectory(directory)
         let path = directory.hasSuffix("/") ? directory + Self.fileName : directory + "/" + Self.fileName
         self.path = path
+        let secure: SecureDirectory
+        do throws(SecureDirectoryError) {
+            secure = try SecureDirectory(directory, purpose: "state directory", access: .ownerOnly)
+            for name in Self.fileNames { try secure.checkFile(name) }
+            try secure.createFileIfMissing(Self.fileName)
+        } catch {
+            throw StateStoreError.insecure(error, directory: directory)
+        }
 
         var configuration = Configuration()
         configuration.label = "mmpolicy.state"
@@ -71,6 +94,13 @@ public final class StateStore: Sendable {
         } catch {
             throw StateStoreError.database(error, path: path, operation: "migrate", opening: true)
         }
+        // The -wal and -shm files SQLite just created: mode 0600 like the database.
+        do throws(SecureDirectoryError) {
+            for name in Self.fileNames { try secure.checkFile(name) }
+        } catch {
+            throw StateStoreError.insecure(error, directory: directory)
+        }
+        notices = secure.notices
     }
 
     // MARK: - Desired policies
@@ -286,26 +316,6 @@ public final class StateStore: Sendable {
         } catch {
             throw StateStoreError.database(error, path: path, operation: operation)
         }
-    }
-
-    /// `mkdir -p`, the last component with mode 0700.
-    static func makeDirectory(_ directory: String) throws(StateStoreError) {
-        var stats = stat()
-        if stat(directory, &stats) == 0 {
-            guard stats.st_mode & S_IFMT == S_IFDIR else { throw .directory(directory, .notDirectory) }
-            return
-        }
-        let components = directory.split(separator: "/")
-        var current = directory.hasPrefix("/") ? "" : "."
-        for (index, component) in components.enumerated() {
-            current += "/" + component
-            let isLast = index == components.count - 1
-            if mkdir(current, isLast ? 0o700 : 0o755) != 0 && errno != EEXIST {
-                throw .directory(directory, Errno(rawValue: errno))
-            }
-        }
-        guard stat(directory, &stats) == 0 else { throw .directory(directory, Errno(rawValue: errno)) }
-        guard stats.st_mode & S_IFMT == S_IFDIR else { throw .directory(directory, .notDirectory) }
     }
 
     /// The schema. Migrations are append-only: never edit one that has shipped.

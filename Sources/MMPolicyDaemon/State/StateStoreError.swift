@@ -1,4 +1,5 @@
 import GRDB
+import MMPolicyCore
 import SystemPackage
 
 /// Why the state store could not be opened, read or written.
@@ -18,6 +19,10 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
         case cannotOpen
         /// A read or write on an open store failed.
         case operationFailed
+        /// The state directory or a database file is a symbolic link, owned
+        /// by another user, writable by others or hard-linked
+        /// (``SecureDirectory``); `underlying` says which and the fix.
+        case insecure
     }
 
     public var kind: Kind
@@ -39,6 +44,7 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
+        if kind == .insecure, let underlying { return "\(Self.describe(underlying)). \(fix)" }
         let cause = underlying.map { ": \(Self.describe($0))" } ?? ""
         let what: String
         switch kind {
@@ -47,11 +53,13 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
         case .newerSchema: what = "state database \(path) was written by a newer mmpolicy"
         case .cannotOpen: what = "cannot open state database \(path)"
         case .operationFailed: what = "state database \(path): \(operation) failed"
+        case .insecure: what = "state directory \(path) is not safe to use"
         }
         return "\(what)\(cause). \(fix)"
     }
 
     private static func describe(_ error: any Error) -> String {
+        if let refused = error as? SecureDirectoryError { return refused.summary }
         if let db = error as? DatabaseError {
             // DatabaseError's description repeats the SQL; the message and code are what a person needs.
             return "\(db.message ?? "SQLite error") (\(db.resultCode))"
@@ -59,19 +67,15 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
         return String(describing: error)
     }
 
-    /// The state directory could not be made.
-    static func directory(_ path: String, _ errno: Errno) -> StateStoreError {
-        let fix: String
-        switch errno {
-        case .notDirectory, .fileExists:
-            fix = "Something that is not a directory is in the way: remove it or choose another state directory."
-        case .permissionDenied, .notPermitted, .readOnlyFileSystem:
-            fix = "Run the daemon as root on a writable file system, or choose another state directory."
-        default:
-            fix = "Create the directory by hand (mode 0700) or choose another state directory."
+    /// The state directory or a file in it was refused or could not be
+    /// made: `.cannotCreateDirectory` when a system call failed (the path is
+    /// the directory), else `.insecure` (the path is what was refused).
+    static func insecure(_ error: SecureDirectoryError, directory: String) -> StateStoreError {
+        if case .systemCall = error.problem {
+            return StateStoreError(kind: .cannotCreateDirectory, path: directory, operation: "open directory",
+                                   underlying: error, fix: error.fix)
         }
-        return StateStoreError(kind: .cannotCreateDirectory, path: path, operation: "create directory",
-                               underlying: errno, fix: fix)
+        return StateStoreError(kind: .insecure, path: error.path, operation: "open directory", underlying: error, fix: error.fix)
     }
 
     /// Classifies an error raised by GRDB/SQLite while doing `operation` on `path`.
