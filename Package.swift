@@ -98,6 +98,7 @@ let package = Package(
             dependencies: [
                 "BPFKit", "MMPolicyCore", "MMPolicyKinds", "MMPolicyDaemon", "CMMPolicyABI", "MMPolicyTestSupport",
                 "mmpolicy", "mmpolicy-workload",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -1,5 +1,7 @@
 import BPFKit
+import GRDB
 import MMPolicyCore
+import MMPolicyDaemon
 import MMPolicyKinds
 import MMPolicyTestSupport
 import Synchronization
@@ -142,6 +144,80 @@ struct OOMEngineTests {
         #expect(journal.entries().isEmpty)
     }
 
+    /// Issue 10: the OOM path never waits on the database. A memcg made
+    /// below a governed one is journaled by the engine's journal worker; with
+    /// the database's write lock held by someone else, its journal entry
+    /// cannot be written, yet an OOM in it is resolved at once (the engine's
+    /// thread does not wait for SQLite), and once the lock is gone it is
+    /// journaled and governed.
+    @Test func anOOMInANewMemcgDoesNotWaitForALockedDatabase() async throws {
+        let scratch = try ScratchDirectory(prefix: "mmpolicy-dblock")
+        let store = try StateStore(directory: scratch.path)
+        let journal = KnobJournal(storage: store)
+        let recorder = Recorder()
+        let engine = try engine(recorder, journal: journal)
+        defer { engine.stop() }
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-dblock", limitBytes: 256 * Self.mib)
+        let policy = try instance("oom_largest", scope: try ResolvedScope.cgroup(memcg.path), mount: memcg.mount)
+        try await engine.attach(policy)
+        #expect(try readFile(memcg.path + "/memory.oom_control").contains("oom_kill_disable 1"))
+        #expect(journal.original(of: memcg.path + "/memory.oom_control") == "0")
+
+        // Someone holds the database's write lock (sqlite3 on the file, a backup...).
+        var configuration = Configuration()
+        configuration.allowsUnsafeTransactions = true  // the BEGIN stays open across accesses
+        let holder = try DatabaseQueue(path: store.path, configuration: configuration)
+        let locked = Mutex(true)
+        try execute(holder, "BEGIN IMMEDIATE")
+        defer { if locked.withLock({ $0 }) { try? execute(holder, "ROLLBACK") } }
+
+        // A new memcg with a limit of its own; the engine's next look at the
+        // tree (once a second) arms its eventfd and asks for its journal entry.
+        let child = try memcg.child("late")
+        try writeFile(child + "/memory.limit_in_bytes", String(48 * Self.mib))
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(journal.original(of: child + "/memory.oom_control") == nil, "the journal entry waits for the lock")
+
+        let startNs = monotonicNanoseconds()
+        let held = try workload(["hold", "--rss", "24M", "--cgroup", child])
+        let grower = try workload(["grow", "--rate", "100M", "--max", "100M", "--cgroup", child])
+        var oomSeenNs: UInt64?, oomSeenWallNs: Int64?, resolvedNs: UInt64?
+        while monotonicNanoseconds() - startNs < 8_000_000_000 {
+            let control = try readFile(child + "/memory.oom_control")
+            if control.contains("under_oom 1"), oomSeenNs == nil { oomSeenNs = monotonicNanoseconds(); oomSeenWallNs = wallClockNanoseconds() }
+            if (isGone(held.pid) || isGone(grower.pid)), control.contains("under_oom 0") { resolvedNs = monotonicNanoseconds(); break }
+            usleep(1000)
+        }
+        let resolved = try #require(resolvedNs, "the OOM in \(child) was not resolved within 8 s")
+        let from = oomSeenNs ?? startNs
+        // The grower reaches the limit in about 0.25 s; the policy's deadline is far below a second.
+        #expect(resolved - from < 1_000_000_000, "the OOM took \(Double(resolved - from) / 1e6) ms from under_oom (seen: \(oomSeenNs != nil))")
+        #expect(resolved - startNs < 2_000_000_000, "\(Double(resolved - startNs) / 1e6) ms from the start of the workloads")
+
+        // A decision was made for it at once: its record's time does not hide a wait.
+        let event = try #require(await eventuallyAsync(3) { recorder.events.withLock { $0 }.contains { $0.decision?.origin == child } }
+            ? recorder.events.withLock({ $0 }).first { $0.decision?.origin == child } : nil)
+        let decision = try #require(event.decision)
+        #expect(decision.outcome == .carriedOut || decision.outcome == .fellBack, "\(decision.outcome): \(decision.detail)")
+        if let oomSeenWallNs {
+            let recordedAfterOOM = Double(event.timeNs - oomSeenWallNs) / 1e6
+            #expect(recordedAfterOOM < 1000, "recorded \(recordedAfterOOM) ms after the OOM began")
+            let killUs = decision.timing.us(OOMStep.kill) ?? 0
+            #expect(killUs < 1_000_000, "the kill came \(killUs) us after the wake-up")
+        }
+
+        // The lock goes: the new memcg is journaled (its original, not the value it copied) and governed.
+        try execute(holder, "ROLLBACK")
+        locked.withLock { $0 = false }
+        #expect(await eventuallyAsync(8) { journal.original(of: child + "/memory.oom_control") == "0" })
+        #expect(await eventuallyAsync(3) { (try? readFile(child + "/memory.oom_control").contains("oom_kill_disable 1")) == true })
+        await engine.detach(name: policy.name)
+        for path in [memcg.path, child] {
+            #expect(try readFile(path + "/memory.oom_control").contains("oom_kill_disable 0"), "\(path)")
+        }
+        #expect(journal.entries().isEmpty)
+    }
+
     @Test func validatorRefusesProtectedAndOutOfScopeVictims() throws {
         let memcg = try TemporaryMemcg(prefix: "mmpolicy-engine")
         let inside = try workload(["hold", "--rss", "4M", "--cgroup", memcg.path])
@@ -171,6 +247,11 @@ struct OOMEngineTests {
 
 extension Result where Failure == OOMRejection {
     var failureReason: String? { if case .failure(let rejection) = self { return rejection.reason } else { return nil } }
+}
+
+/// Runs `sql` on `queue`'s connection outside a transaction (so a BEGIN stays open).
+func execute(_ queue: DatabaseQueue, _ sql: String) throws {
+    try queue.writeWithoutTransaction { try $0.execute(sql: sql) }
 }
 
 func eventuallyAsync(_ seconds: Double, _ condition: () -> Bool) async -> Bool {

@@ -91,17 +91,31 @@ public final class KnobJournal: Sendable {
     /// by `original` (default: the file's text, trimmed) under `owner`.
     public func write(_ value: String, to path: String, owner: String,
                       original: OriginalReader = KnobJournal.trimmedText) throws(KnobError) {
-        try lock.withLock { _ throws(KnobError) in
+        _ = try writeReporting(value, to: path, owner: owner, original: original)
+    }
+
+    /// ``write(_:to:owner:original:)``, returning the journal entry the knob
+    /// is restored from: the one just recorded, or the one recorded before
+    /// (the first original wins). For callers that restore knobs themselves
+    /// without reading the journal back (the OOM engine's thread).
+    public func writeReporting(_ value: String, to path: String, owner: String,
+                               original: OriginalReader = KnobJournal.trimmedText) throws(KnobError) -> KnobJournalEntry {
+        try lock.withLock { _ throws(KnobError) -> KnobJournalEntry in
             let current: String
             do { current = try String(contentsOfProcFile: path) } catch {
                 throw KnobError(path: path, operation: "reading the original of", errno: (error as? Errno), detail: "")
             }
+            var entry = KnobJournalEntry(path: path, original: original(current), owner: owner, recordedNs: 0)
             do {
-                _ = try storage.journalOriginal(path: path, original: original(current), owner: owner)
+                if try !storage.journalOriginal(path: path, original: entry.original, owner: owner),
+                   let earlier = try storage.journalEntries(owner: nil).first(where: { $0.path == path }) {
+                    entry = earlier
+                }
             } catch {
                 throw KnobError(path: path, operation: "journaling the original of", errno: nil, detail: "\(error)")
             }
             try Self.writeFile(path, value)
+            return entry
         }
     }
 
@@ -147,34 +161,11 @@ public final class KnobJournal: Sendable {
         let journaledPaths = Set(journaled.map(\.path))
         let ordered = entries.filter { InheritedKnob.rule(for: $0.path) != nil } + entries.filter { InheritedKnob.rule(for: $0.path) == nil }
         for entry in ordered {
-            var vanished = false
-            do throws(KnobError) {
-                try Self.writeFile(entry.path, entry.original)
-            } catch where error.errno == Errno.noSuchFileOrDirectory || error.errno == Errno.noSuchProcess {
-                // The knob went away with its cgroup or process: nothing left to restore.
-                vanished = true
-            } catch {
-                result.failures.append(error)
-                continue
-            }
-            // The parent is back first, so a child made from now on copies the original.
-            if !vanished, let (knob, directory) = InheritedKnob.rule(for: entry.path), entry.original != knob.mmpolicyValue {
-                var complete = true
-                for file in knob.inheritors(below: directory, journaled: journaledPaths) {
-                    guard let text = try? String(contentsOfProcFile: file), knob.normalize(text) == knob.mmpolicyValue else { continue }
-                    do throws(KnobError) {
-                        try Self.writeFile(file, entry.original)
-                        result.inherited.append(KnobJournalEntry(path: file, original: entry.original, owner: entry.owner,
-                                                                 recordedNs: entry.recordedNs))
-                    } catch where error.errno == Errno.noSuchFileOrDirectory {
-                        // Removed meanwhile.
-                    } catch {
-                        result.failures.append(error)
-                        complete = false
-                    }
-                }
-                if !complete { continue }  // keep the entry, so the next restore sweeps again
-            }
+            let back = Self.writeBack(entry, journaled: journaledPaths)
+            result.inherited.append(contentsOf: back.inherited)
+            result.failures.append(contentsOf: back.failures)
+            guard back.complete else { continue }  // keep the entry, so the next restore sweeps again
+            let vanished = back.vanished
             do { try storage.forgetJournal(path: entry.path) } catch {
                 result.failures.append(KnobError(path: entry.path, operation: "forgetting the journal entry of", errno: nil, detail: "\(error)"))
                 continue
@@ -182,6 +173,67 @@ public final class KnobJournal: Sendable {
             if vanished { result.vanished.append(entry) } else { result.restored.append(entry) }
         }
         return result
+    }
+
+    /// What ``writeBack(_:journaled:)`` did for one entry.
+    public struct WriteBack: Sendable {
+        /// The knob's file is gone (its cgroup or process no longer exists).
+        public var vanished = false
+        /// Descendants reset because they had inherited mmpolicy's value (see ``InheritedKnob``).
+        public var inherited: [KnobJournalEntry] = []
+        public var failures: [KnobError] = []
+        /// The entry and every inheritor are back: it may be forgotten.
+        public var complete: Bool { failures.isEmpty }
+    }
+
+    /// Writes `entry`'s original back to its knob, and (for a knob that new
+    /// cgroups copy from their parent) to the descendants that are not in
+    /// `journaled` and still hold mmpolicy's value. Touches only the knob
+    /// files, never the journal's storage: the caller forgets the entry once
+    /// this is complete. A vanished knob is complete.
+    public static func writeBack(_ entry: KnobJournalEntry, journaled: Set<String>) -> WriteBack {
+        var result = WriteBack()
+        do throws(KnobError) {
+            try Self.writeFile(entry.path, entry.original)
+        } catch where error.errno == Errno.noSuchFileOrDirectory || error.errno == Errno.noSuchProcess {
+            // The knob went away with its cgroup or process: nothing left to restore.
+            result.vanished = true
+            return result
+        } catch {
+            result.failures.append(error)
+            return result
+        }
+        // The parent is back first, so a child made from now on copies the original.
+        if let (knob, directory) = InheritedKnob.rule(for: entry.path), entry.original != knob.mmpolicyValue {
+            for file in knob.inheritors(below: directory, journaled: journaled) {
+                guard let text = try? String(contentsOfProcFile: file), knob.normalize(text) == knob.mmpolicyValue else { continue }
+                do throws(KnobError) {
+                    try Self.writeFile(file, entry.original)
+                    result.inherited.append(KnobJournalEntry(path: file, original: entry.original, owner: entry.owner,
+                                                             recordedNs: entry.recordedNs))
+                } catch where error.errno == Errno.noSuchFileOrDirectory {
+                    // Removed meanwhile.
+                } catch {
+                    result.failures.append(error)
+                }
+            }
+        }
+        return result
+    }
+
+    /// Forgets the journal entries of `paths` (knobs already written back by
+    /// the caller). Returns the failures; those entries stay journaled.
+    @discardableResult
+    public func forget(paths: [String]) -> [KnobError] {
+        lock.withLock { _ in
+            var failures: [KnobError] = []
+            for path in paths {
+                do { try storage.forgetJournal(path: path) } catch {
+                    failures.append(KnobError(path: path, operation: "forgetting the journal entry of", errno: nil, detail: "\(error)"))
+                }
+            }
+            return failures
+        }
     }
 
     /// The journaled original of `path`, if any.

@@ -22,11 +22,26 @@ public struct OOMAttachError: Error, Sendable, CustomStringConvertible {
 /// All of it happens on one dedicated thread, never on the Swift
 /// concurrency pool: the path from event to SIGKILL takes no locks the
 /// control plane holds and never waits for SQLite. Attach and detach are
-/// commands the thread carries out between events.
+/// commands the thread carries out between events. Knob writes that need a
+/// journal entry first go through a journal worker thread, which answers
+/// through the command queue (see `OOMEngineLoop+Journal`).
 public final class OOMEngine: KindEngine {
     enum Command: Sendable {
         case attach(OOMPolicyInstance, CommandReply<Result<Void, OOMAttachError>>)
         case detach(String, CommandReply<Void>)
+        /// The journal worker's answer to a journal-then-write job.
+        case journaled(KnobWriteTag, path: String, Result<KnobJournalEntry, KnobError>)
+        /// Runs on the engine's thread after every command sent before it
+        /// (see ``OOMEngineLoop/afterJournalSettles(_:)``).
+        case settled(@Sendable () -> Void)
+    }
+
+    /// What a journal-then-write job was for.
+    enum KnobWriteTag: Sendable {
+        /// memory.oom_control of a v1 memcg (the memcg's path): oom_kill_disable=1.
+        case memcg(String)
+        /// oom_score_adj 1000 on a v2 policy's current choice.
+        case steer(policy: String, pid: Int32)
     }
 
     let environment: KindEnvironment
@@ -37,16 +52,22 @@ public final class OOMEngine: KindEngine {
     let loop: CommandLoop<Command>
     /// Per attached policy, counted by the engine thread.
     let health = DecisionHealthBoard()
+    /// Journals and writes the knobs the engine changes, so that the
+    /// engine's thread never waits on SQLite.
+    let journalWorker: KnobJournalWorker
 
     public init(environment: KindEnvironment) throws(SystemCallError) {
         self.environment = environment
         self.sensorObjectPath = OOMSensors.locate(searchPath: environment.objectSearchPath)
         self.loop = try CommandLoop(threadName: "mmpolicy-oom", role: "the OOM engine thread")
+        self.journalWorker = try KnobJournalWorker(journal: environment.journal, threadName: "mmpolicy-oomjnl",
+                                                   role: "the OOM engine's knob journal thread")
     }
 
     /// Starts the engine thread.
     public func start() throws {
         let engine = self
+        try journalWorker.start()
         try loop.start { loop in OOMEngineLoop(engine: engine, loop: loop).run() }
     }
 
@@ -76,8 +97,12 @@ public final class OOMEngine: KindEngine {
     /// as its actions.
     public func health(of name: String) -> DecisionHealth? { health.health(of: name) }
 
-    /// Detaches everything, restores every knob and stops the thread.
+    /// Detaches everything, restores every knob and stops the thread. The
+    /// journal worker stops after the engine's thread: it forgets what the
+    /// engine restored, and puts back what it journaled and wrote once the
+    /// engine could no longer take it.
     public func stop() {
         loop.stop()
+        journalWorker.stop()
     }
 }

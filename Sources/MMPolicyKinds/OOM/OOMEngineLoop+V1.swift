@@ -46,24 +46,23 @@ extension OOMEngineLoop {
         let shouldDisable = Set(wanted.keys.filter { v1Notifiers[$0] != nil })
         let release = v1Disabled.subtracting(shouldDisable)
         if !release.isEmpty {
-            for failure in environment.journal.restore(paths: release.map { $0 + "/memory.oom_control" }) {
+            for failure in restoreKnobs(release.map { $0 + Self.oomControl }) {
                 environment.log("restoring the kernel OOM killer failed: \(failure)")
             }
             v1Disabled.subtract(release)
             for path in release { fallbackPending.removeValue(forKey: path) }
         }
-        // Parents first, so a child's inherited value is journaled as its parent's original.
-        for path in shouldDisable.subtracting(v1Disabled).sorted(by: { $0.count < $1.count }) {
-            let parent = parentDirectory(of: path)
-            let inherited = environment.journal.original(of: parent + "/memory.oom_control")
-            do {
-                try environment.journal.write("1", to: path + "/memory.oom_control", owner: wanted[path]!.name) { text in
-                    if let inherited, text.contains("oom_kill_disable 1") { return inherited }
-                    return text.contains("oom_kill_disable 1") ? "1" : "0"
-                }
-                v1Disabled.insert(path)
-            } catch {
-                environment.log("cannot disable the kernel OOM killer on \(path): \(error)")
+        // Through the journal worker, which answers with `.journaled`: the
+        // memcg is governed from then on. Parents first (the worker keeps the
+        // order), so a child's inherited value is journaled as its parent's
+        // original: the reader runs on the worker, after the parent's job.
+        let journal = environment.journal
+        for path in shouldDisable.subtracting(v1Disabled).sorted(by: { $0.count < $1.count })
+        where journalInFlight[path + Self.oomControl] == nil {
+            let parentKnob = parentDirectory(of: path) + Self.oomControl
+            requestKnobWrite("1", to: path + Self.oomControl, owner: wanted[path]!.name, tag: .memcg(path)) { text in
+                guard text.contains("oom_kill_disable 1") else { return "0" }
+                return journal.original(of: parentKnob) ?? "1"
             }
         }
     }
@@ -83,7 +82,12 @@ extension OOMEngineLoop {
         for origin in origins.sorted() {
             guard let policy = governor(of: origin, version: .v1), fallbackPending[origin] == nil else { continue }
             guard access(origin, F_OK) == 0 else { v1Notifiers.removeValue(forKey: origin); continue }
-            guard (try? MemcgV1(path: origin).oomControl().underOOM) == true else { continue }
+            guard let control = try? MemcgV1(path: origin).oomControl(), control.underOOM else { continue }
+            // Not governed yet (its journal entry is on its way, or failed):
+            // with its killer on, the OOM is the kernel's. With it off (copied
+            // from a governed parent at mkdir) the policy decides, and a
+            // fallback turns the killer back on (`handToKernel`).
+            if !v1Disabled.contains(origin), !control.oomKillDisable { continue }
             let memcg = MemcgV1(path: origin)
             let limit = ((try? memcg.limitBytes()) ?? nil) ?? 0, usage = (try? memcg.usageBytes()) ?? 0
             // A notification from a task that retried while a kill was still
@@ -115,8 +119,14 @@ extension OOMEngineLoop {
     /// after `journal.write` journaled its original, and the entry stays until
     /// the memcg leaves `v1Disabled`. So a daemon killed mid-handover is
     /// restored like any other (and the OOM path takes no SQLite write).
+    ///
+    /// A memcg not governed yet whose killer is off because it copied
+    /// mmpolicy's value from a governed ancestor is given its original back
+    /// (what the ancestor's journal entry says, and what the guardian would
+    /// write), with no journal entry of its own: that is the value it would
+    /// have had. When its journal job answers, the handover goes on.
     func handToKernel(_ origin: String, now: UInt64) {
-        guard v1Disabled.contains(origin) else { return }
+        guard v1Disabled.contains(origin) || inheritedOriginal(of: origin) != nil else { return }
         do {
             let memcg = MemcgV1(path: origin)
             let kills = (try? memcg.oomControl().oomKillCount) ?? 0

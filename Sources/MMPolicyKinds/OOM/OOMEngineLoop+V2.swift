@@ -13,6 +13,8 @@ final class MemcgV2Watch {
     var settleUntilNs: UInt64 = 0
     var nextCheckNs: UInt64 = 0
     var steeredPID: Int32?
+    /// The pid a journal-then-write of oom_score_adj is on its way for.
+    var steerInFlight: Int32?
 
     init(path: String, events: FileModificationWatch?, psi: PSITrigger?) {
         self.path = path
@@ -59,18 +61,20 @@ extension OOMEngineLoop {
 
     /// Keeps oom_score_adj 1000 on the policy's current choice, so that if
     /// the kernel's killer gets there first it kills the same process.
+    /// The write goes through the journal worker; the pid counts as steered
+    /// once it answers.
     func steer(_ watch: MemcgV2Watch, _ policy: OOMPolicyInstance) {
+        guard watch.steerInFlight == nil else { return }
         let request = OOMRequest(trigger: .test, scope: policy.scope, limitBytes: 0, daemonPID: environment.daemonPID)
         guard let decision = try? policy.selector.selectVictim(request), decision.decided, decision.victimCgroupID == nil,
               decision.victimPID != watch.steeredPID,
               case .success = policy.validator.validate(pid: decision.victimPID, within: watch.path) else { return }
-        if let previous = watch.steeredPID { environment.journal.restore(paths: ["/proc/\(previous)/oom_score_adj"]) }
-        do {
-            try environment.journal.write("1000", to: "/proc/\(decision.victimPID)/oom_score_adj", owner: policy.name)
-            watch.steeredPID = decision.victimPID
-        } catch {
+        if let previous = watch.steeredPID {
+            for failure in restoreKnobs(["/proc/\(previous)/oom_score_adj"]) { environment.log("restoring oom_score_adj failed: \(failure)") }
             watch.steeredPID = nil
-            environment.log("steering oom_score_adj of pid \(decision.victimPID) failed: \(error)")
         }
+        watch.steerInFlight = decision.victimPID
+        requestKnobWrite("1000", to: "/proc/\(decision.victimPID)/oom_score_adj", owner: policy.name,
+                         tag: .steer(policy: policy.name, pid: decision.victimPID))
     }
 }

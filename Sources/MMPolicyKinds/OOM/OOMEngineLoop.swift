@@ -36,9 +36,17 @@ final class OOMEngineLoop {
 
     var policies: [String: OOMPolicyInstance] = [:]
 
+    // knob journal (+Journal)
+    /// The journal entries of the knobs this engine changed, by knob path:
+    /// what a restore writes back, without reading the database.
+    var journaled: [String: KnobJournalEntry] = [:]
+    /// Knobs with a journal-then-write job at the worker, and its owner.
+    var journalInFlight: [String: String] = [:]
+
     // cgroup v1 (+V1)
     var v1Notifiers: [String: OOMNotifier] = [:]
-    /// Memcgs whose kernel killer this engine disabled.
+    /// Memcgs whose kernel killer this engine disabled (journaled first):
+    /// the governed ones.
     var v1Disabled: Set<String> = []
     var nextRescanNs: UInt64 = 0
     /// Memcgs handed to the kernel killer until their OOM clears.
@@ -154,13 +162,19 @@ final class OOMEngineLoop {
         case .attach(let instance, let reply):
             do {
                 try attach(instance)
-                reply.resume(.success(()))
+                // Once its memcgs' journal entries are written and they are governed.
+                afterJournalSettles { reply.resume(.success(())) }
             } catch {
                 reply.resume(.failure(error))
             }
         case .detach(let name, let reply):
             detach(name)
-            reply.resume()
+            // Once the knobs' journal entries are forgotten.
+            afterJournalSettles { reply.resume() }
+        case .journaled(let tag, let path, let result):
+            journaled(tag, path: path, result)
+        case .settled(let body):
+            body()
         }
     }
 
@@ -207,7 +221,7 @@ final class OOMEngineLoop {
             try? sensors?.disarm()
         case .v2:
             if let watch = v2Watches.removeValue(forKey: name), let pid = watch.steeredPID {
-                environment.journal.restore(paths: ["/proc/\(pid)/oom_score_adj"])
+                restoreKnobs(["/proc/\(pid)/oom_score_adj"])
             }
         case .v1:
             reconcileV1()
@@ -219,8 +233,12 @@ final class OOMEngineLoop {
         pendingObserved.removeAll { $0.policy == name }
         // A memcg an enclosing policy governs now keeps its killer off, so it
         // keeps its journal entry too (restored when it leaves `v1Disabled`).
-        let stillDisabled = Set(v1Disabled.map { $0 + "/memory.oom_control" })
-        environment.journal.restore(paths: environment.journal.entries(owner: name).map(\.path).filter { !stillDisabled.contains($0) })
+        // A knob whose journal job is still on its way is restored when the
+        // answer comes (its policy is gone then).
+        let stillDisabled = Set(v1Disabled.map { $0 + Self.oomControl })
+        for failure in restoreKnobs(journaled.values.filter { $0.owner == name }.map(\.path).filter { !stillDisabled.contains($0) }) {
+            environment.log("restoring a knob of policy '\(name)' failed: \(failure)")
+        }
         engine.health.close(name)
     }
 
