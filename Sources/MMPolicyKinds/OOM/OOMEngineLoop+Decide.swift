@@ -34,7 +34,7 @@ extension OOMEngineLoop {
             record.payload.reason = decision.reason.name
             record.payload.victimPID = decision.victimCgroupID == nil ? decision.victimPID : nil
         }
-        carryOut(verdict, policy, origin: origin, record: record, t0: t0)
+        carryOut(verdict, policy, origin: origin, record: record, t0: t0, usage: usage)
     }
 
     /// The validator's view of `decision`: a whole group (within `origin`,
@@ -50,7 +50,8 @@ extension OOMEngineLoop {
     /// The one place a verdict is carried out, counted and recorded. A kill
     /// comes first (before the counters' lock); a kill that reached nobody
     /// falls back like any other fallback.
-    func carryOut(_ verdict: OOMVerdict, _ policy: OOMPolicyInstance, origin: String?, record: OOMRecord, t0: UInt64) {
+    func carryOut(_ verdict: OOMVerdict, _ policy: OOMPolicyInstance, origin: String?, record: OOMRecord, t0: UInt64,
+                  usage: UInt64 = 0) {
         var record = record
         let counted: OOMDecisionOutcome
         var killed: [PidFD] = []
@@ -79,7 +80,8 @@ extension OOMEngineLoop {
         case .enforced:
             if let origin, case .v1 = domain(of: policy) {
                 awaitingClear.append(PendingDecision(policy: policy.name, origin: origin, record: record, t0: t0,
-                                                     deadlineNs: t0 + Self.clearTimeoutNs, victims: killed))
+                                                     deadlineNs: t0 + Self.clearTimeoutNs, victims: killed,
+                                                     usageAtKill: usage, victimBytes: record.payload.victimRSSBytes ?? 0))
             } else {
                 emit(record, policy: policy.name)
             }

@@ -94,12 +94,21 @@ extension OOMEngineLoop {
             // freeing memory: there is room now and the task has been woken.
             if limit > 0, usage + Self.staleRoomBytes < limit { continue }
             // Still under OOM after an earlier kill. While a victim of it is
-            // still exiting, its memory may not be free yet (process_mrelease
-            // answers ESRCH once the victim passed exit_mm(), before its pages
-            // are all back): wait, as the kernel's killer waits for its own
-            // victim, rather than kill a second process. Its exit uncharges
-            // and wakes the waiters; an OOM that persists notifies again.
-            if awaitingClear.contains(where: { $0.origin == origin && $0.victimsExiting && now(before: $0.deadlineNs) }) { continue }
+            // still exiting, or the memcg has not got at least half the
+            // victims' memory back, that memory may still be on its way
+            // (process_mrelease answers ESRCH once the victim passed
+            // exit_mm(), and the last holder of its mm frees the pages):
+            // wait, up to `killSettleNs`, as the kernel's killer waits for
+            // its own victim, rather than kill a second process. The
+            // uncharge wakes the waiters; an OOM that persists notifies again.
+            let nowNs = monotonicNanoseconds()
+            if let index = awaitingClear.firstIndex(where: {
+                $0.origin == origin && $0.stillReleasing(usage: usage, now: nowNs, settleNs: Self.killSettleNs)
+            }) {
+                // Looked at again when the memory is back or the wait is over.
+                awaitingClear[index].notifiedAgain = true
+                continue
+            }
             // Otherwise that record is final now.
             if let index = awaitingClear.firstIndex(where: { $0.origin == origin }) {
                 var pending = awaitingClear.remove(at: index)
@@ -161,13 +170,22 @@ extension OOMEngineLoop {
         }
     }
 
-    /// Whether CLOCK_MONOTONIC is still before `deadlineNs`.
-    func now(before deadlineNs: UInt64) -> Bool { monotonicNanoseconds() < deadlineNs }
+    /// How long after a kill a further OOM notification of the same memcg
+    /// waits for the victims' memory to come back before the policy is
+    /// asked again (the kernel's OOM reaper gives a victim about a second).
+    static let killSettleNs: UInt64 = 500_000_000
 
     func serviceAwaitingClear(now: UInt64) {
         var keep: [PendingDecision] = []
+        // OOMs notified again during a kill's settling, whose wait is over.
+        var recheck: [String] = []
         for var pending in awaitingClear {
             let cleared = pending.origin.flatMap { try? MemcgV1(path: $0).oomControl() }.map { !$0.underOOM } ?? true
+            if !cleared, pending.notifiedAgain, let origin = pending.origin,
+               !pending.stillReleasing(usage: (try? MemcgV1(path: origin).usageBytes()) ?? 0, now: now, settleNs: Self.killSettleNs) {
+                pending.notifiedAgain = false
+                recheck.append(origin)
+            }
             if cleared {
                 pending.record.envelope.timing.set(OOMStep.cleared, Double(monotonicNanoseconds() - pending.t0) / 1000)
                 emit(pending.record, policy: pending.policy)
@@ -179,5 +197,8 @@ extension OOMEngineLoop {
             }
         }
         awaitingClear = keep
+        // The notification that came during the wait is answered now (the
+        // kernel does not repeat it while its waiters sleep).
+        if !recheck.isEmpty { handleV1(fired: recheck, t0: monotonicNanoseconds()) }
     }
 }

@@ -15,10 +15,26 @@ struct PendingDecision {
     var deadlineNs: UInt64
     /// A kill's victims, held by their pidfds until the record is final.
     var victims: [PidFD] = []
+    /// The memcg's usage when the policy decided, and the victims' resident
+    /// memory then: how much the kill should give back.
+    var usageAtKill: UInt64 = 0
+    var victimBytes: UInt64 = 0
+    /// The memcg notified an OOM again while the kill was settling.
+    var notifiedAgain = false
 
     /// Whether a victim of the kill is still on its way out (its memory
     /// may not be free yet, even when process_mrelease found nothing to reap).
     var victimsExiting: Bool { victims.contains { !$0.hasExited } }
+
+    /// Whether the kill has not given its memory back yet, judged by the
+    /// memcg's `usage` now: a dead victim's pages can still be on their way
+    /// back (the last holder of its mm frees them, which may be a /proc
+    /// reader rather than the victim). Bounded by `settleNs` after the kill.
+    func stillReleasing(usage: UInt64, now: UInt64, settleNs: UInt64) -> Bool {
+        guard !victims.isEmpty, now < t0 + settleNs else { return false }
+        if victimsExiting { return true }
+        return usage + victimBytes / 2 > usageAtKill
+    }
 }
 
 /// The OOM engine's thread: owns every decision point, runs the poll loop
