@@ -57,8 +57,12 @@ struct SoakBench: ParsableCommand {
             let unload = try client.send(ControlRequest(command: .unload, name: policy))
             guard unload.ok else { throw BenchError("unload failed: \(unload.error ?? "?")") }
         }
+        // The database is read directly (a second connection, as `sqlite3` would):
+        // asking the daemon for every event would make it build a large reply,
+        // and the measurement would grow the heap it measures.
+        let store = try StateStore(directory: stateDirectory)
         func sample(_ n: Int) throws -> Sample {
-            let events = try client.send(ControlRequest(command: .events, query: EventQuery(limit: 1_000_000))).events?.count ?? 0
+            let events = try store.eventCount()
             let fds = Self.descriptorTargets(daemon.pid)
             return Sample(cycle: n, rssKB: (statusBytes(pid: daemon.pid, key: "VmRSS") ?? 0) / 1024,
                           anonKB: (statusBytes(pid: daemon.pid, key: "RssAnon") ?? 0) / 1024,

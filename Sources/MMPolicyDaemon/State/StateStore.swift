@@ -71,6 +71,10 @@ public final class StateStore: Sendable {
             // for); only a power loss can drop the last commits, and a reboot
             // resets kernel knobs anyway.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // SQLite's page cache grows with the database up to 2 MiB per
+            // connection by default, all of it locked by the daemon's
+            // mlockall. The daemon's queries are small: 512 KiB each is plenty.
+            try db.execute(sql: "PRAGMA cache_size = -512")
         }
 
         let pool: DatabasePool
@@ -226,6 +230,11 @@ public final class StateStore: Sendable {
             var seen = Set<String>()
             return rows.map(\.record).filter { seen.insert($0.policy ?? "").inserted }
         }
+    }
+
+    /// How many events the store holds.
+    public func eventCount() throws(StateStoreError) -> Int {
+        try read("count events") { db in try EventRow.fetchCount(db) }
     }
 
     /// Deletes all but the newest `n` events (by time); returns how many were deleted.
