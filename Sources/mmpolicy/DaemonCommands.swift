@@ -176,6 +176,7 @@ struct StatusCommand: ParsableCommand {
         var policies: [PolicyStatus]
         var recentExits: [EventRecord]
         var failedPolicies: [FailedPolicy]
+        var lostEvents: Int
     }
 
     func validate() throws {
@@ -208,7 +209,8 @@ struct StatusCommand: ParsableCommand {
 
     func output(_ response: ControlResponse) -> Output {
         Output(daemon: response.daemon, watchdog: response.watchdog, policies: response.policies ?? [],
-               recentExits: response.exits ?? [], failedPolicies: response.failedPolicies ?? [])
+               recentExits: response.exits ?? [], failedPolicies: response.failedPolicies ?? [],
+               lostEvents: response.lostEvents ?? 0)
     }
 
     func show(_ response: ControlResponse) throws {
@@ -225,6 +227,9 @@ struct StatusCommand: ParsableCommand {
                 line += "; watchdog: \(decimalString(cost.windowSeconds, places: 1)) s windows, \(decimalString(cost.cpuPercent, places: 3)) % of a CPU"
             }
             lines.append(line)
+        }
+        if let lost = response.lostEvents, lost > 0 {
+            lines.append("WARNING: \(lost) audit event(s) could not be stored since the daemon started (see its log): free space in the state directory or repair its database")
         }
         let exits = response.exits ?? []
         if !exits.isEmpty {

@@ -121,6 +121,9 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     /// `status`: policies of the desired set that did not load (at start-up)
     /// and have not been loaded or unloaded since. Absent when there are none.
     public var failedPolicies: [FailedPolicy]?
+    /// `status`: audit events the daemon could not store since it started
+    /// (a failed database write: full disk, a damaged file). Absent when none.
+    public var lostEvents: Int?
 
     public init(ok: Bool = true, error: String? = nil, daemon: DaemonInfo? = nil,
                 policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil, exits: [EventRecord]? = nil,

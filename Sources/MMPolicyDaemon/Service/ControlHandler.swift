@@ -37,8 +37,11 @@ public struct ControlHandler: Sendable {
                 let dayAgo = wallClockNanoseconds() - 86_400 * 1_000_000_000
                 let exits = (try? store.recentExits(sinceNs: dayAgo))?.filter { !loaded.contains($0.policy ?? "") }
                 let failures = await manager.failures()
-                return ControlResponse(daemon: daemon, policies: policies, exits: exits, watchdog: watchdog.cost,
-                                       failedPolicies: failures.isEmpty ? nil : failures)
+                var response = ControlResponse(daemon: daemon, policies: policies, exits: exits, watchdog: watchdog.cost,
+                                               failedPolicies: failures.isEmpty ? nil : failures)
+                let lost = recorder.lostEventCount
+                response.lostEvents = lost > 0 ? lost : nil
+                return response
             case .events:
                 // What was recorded up to now is visible to this query.
                 await recorder.flush()

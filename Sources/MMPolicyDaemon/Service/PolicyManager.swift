@@ -119,15 +119,21 @@ public actor PolicyManager {
         let parameters = policy.object.parameters.map { variable in
             ParameterOverride(key: variable.name, value: policy.object.currentValue(of: variable).map { "\($0)" } ?? "?")
         }
+        // What is loaded must be what a restarted daemon loads: a load that
+        // cannot be saved is taken back and refused.
+        if persist {
+            do { try store.setDesired(desired) } catch {
+                await engine.detach(name: name)
+                logger.error("policy \(name) was not loaded: saving the desired set failed: \(error)")
+                throw DaemonRequestError("policy '\(name)' was not loaded: the daemon could not save it in its desired set (\(error)), so a restarted daemon would not bring it back. Free space in \(configuration.stateDirectory) or repair its database, then load it again.")
+            }
+        }
         failed[name] = nil
         loaded[name] = Loaded(attachment: attachment, engine: engine, sensors: sensors, desired: desired, kind: manifest.kind,
                               loadedNs: wallClockNanoseconds(), parameters: parameters, guards: manifest.guards)
         var subject = WatchedSubject(policy: policy, scope: scope) { engine.health(of: name) ?? DecisionHealth() }
         subject.name = name
         watchdog.watch(subject, definition: configuration.kinds.definition(for: manifest.kind), settings: manifest.guards)
-        if persist {
-            do { try store.setDesired(desired) } catch { logger.error("saving the desired set failed: \(error)") }
-        }
         record(.loaded, policy: name, "loaded \(policy.objectPath) on \(scope) in \(mode.rawValue) mode (verified in \(decimalString(loadMs, places: 1)) ms)")
         logger.info("loaded policy \(name) on \(scope) (\(mode.rawValue))")
         AllocatorTuning.releaseFreedMemory()
@@ -159,16 +165,27 @@ public actor PolicyManager {
 
     // MARK: unload
 
-    /// Detaches and unloads `name`, restoring what it changed, and drops it from the desired set.
-    public func unload(_ name: String, persist: Bool = true, reason: String = "unloaded by request") async throws {
+    /// Detaches and unloads `name`, restoring what it changed, and drops it
+    /// from the desired set. An unload that cannot be saved is refused and
+    /// the policy stays loaded (a restarted daemon would bring it back),
+    /// unless `evenIfUnsaved` (the watchdog's ejection: harm comes first).
+    public func unload(_ name: String, persist: Bool = true, reason: String = "unloaded by request",
+                       evenIfUnsaved: Bool = false) async throws {
+        if persist, loaded[name] != nil || failed[name] != nil {
+            do { _ = try store.removeDesired(name: name) } catch {
+                guard evenIfUnsaved else {
+                    logger.error("policy \(name) was not unloaded: saving the desired set failed: \(error)")
+                    throw DaemonRequestError("policy '\(name)' was not unloaded: the daemon could not drop it from its desired set (\(error)), so a restarted daemon would load it again. Free space in \(configuration.stateDirectory) or repair its database, then unload it again.")
+                }
+                logger.error("policy \(name) is unloaded but stays in the saved desired set, which could not be written (\(error)): a restarted daemon would load it again")
+                record(.note, policy: name, "unloaded, but the desired set could not be saved (\(error)): a restarted daemon would load it again")
+            }
+        }
         // The sampler reads the policy's descriptors: stop before they close.
         watchdog.unwatch(name)
         guard let entry = loaded.removeValue(forKey: name) else {
             if failed.removeValue(forKey: name) != nil {
-                // Desired but never loaded: unloading drops it from the desired set.
-                if persist {
-                    do { _ = try store.removeDesired(name: name) } catch { logger.error("saving the desired set failed: \(error)") }
-                }
+                // Desired but never loaded: unloading drops it from the desired set (done above).
                 record(.unloaded, policy: name, "\(reason); it had failed to load, and is no longer desired")
                 logger.info("dropped policy \(name), which had failed to load, from the desired set: \(reason)")
                 return
@@ -179,9 +196,6 @@ public actor PolicyManager {
         await entry.engine.detach(name: name)
         // Sensors last: the policy's maps stay fed until its engine let go.
         withExtendedLifetime(entry.sensors) {}
-        if persist {
-            do { _ = try store.removeDesired(name: name) } catch { logger.error("saving the desired set failed: \(error)") }
-        }
         record(.unloaded, policy: name, "\(reason); its knobs are restored")
         logger.info("unloaded policy \(name): \(reason)")
         AllocatorTuning.releaseFreedMemory()
@@ -199,7 +213,7 @@ public actor PolicyManager {
                               windowSeconds: trip.windowSeconds, description: trip.summary, restoredKnobs: [],
                               cooldownUntilNs: wallClockNanoseconds() + cooldown)
         exit.restoredKnobs = ((try? store.journalEntries(owner: name)) ?? []).map { "\($0.path)=\($0.original)" }
-        try? await unload(name, reason: "ejected by the watchdog (\(exit.guardName))")
+        try? await unload(name, reason: "ejected by the watchdog (\(exit.guardName))", evenIfUnsaved: true)
         // After the unload, so the policy stops first; `entry` keeps its object (and map) open.
         exit.policyError = await lastPolicyError(entry)
         let until = durationString(seconds: Double(exit.cooldownUntilNs - wallClockNanoseconds()) / 1e9)
