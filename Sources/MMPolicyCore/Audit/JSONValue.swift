@@ -64,20 +64,6 @@ public enum JSONValue: Codable, Sendable, Equatable {
         return nil
     }
 
-    private static let nonFinite = (positive: "+Infinity", negative: "-Infinity", nan: "NaN")
-
-    private static var encoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: nonFinite.positive, negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
-        return encoder
-    }
-
-    private static var decoder: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-            positiveInfinity: nonFinite.positive, negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
-        return decoder
-    }
+    private static var encoder: JSONEncoder { StoredJSON.encoder }
+    private static var decoder: JSONDecoder { StoredJSON.decoder }
 }

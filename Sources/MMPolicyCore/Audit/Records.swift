@@ -212,9 +212,6 @@ public struct DecisionRecord: Codable, Sendable, Equatable {
         self.policyError = policyError
         self.payload = payload
     }
-
-    /// Whether the kernel's default behaviour handled the event instead of the policy.
-    public var fellBackToKernel: Bool { outcome == .rejected || outcome == .fellBack || outcome == .error }
 }
 
 /// What a policy reported about its own failure (`mmpolicy_error()` in the

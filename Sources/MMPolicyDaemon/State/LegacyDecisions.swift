@@ -2,28 +2,6 @@ import Foundation
 import GRDB
 import MMPolicyCore
 
-/// How the store writes JSON columns: sorted keys, and NaN or infinite
-/// numbers spelled as strings (plain JSON has no such numbers, and one odd
-/// latency must not make a whole batch fail to encode).
-enum StoredJSON {
-    private static let nonFinite = (positive: "+Infinity", negative: "-Infinity", nan: "NaN")
-
-    static var encoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: nonFinite.positive, negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
-        return encoder
-    }
-
-    static var decoder: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-            positiveInfinity: nonFinite.positive, negativeInfinity: nonFinite.negative, nan: nonFinite.nan)
-        return decoder
-    }
-}
-
 /// Migration v3: decisions stored before the decision envelope existed
 /// (schema v1/v2, when oom was the only kind) rewritten as envelopes, so
 /// `mmpolicy events` and `status` keep reading them.

@@ -51,7 +51,7 @@ extension OOMEngineLoop {
     /// comes first (before the counters' lock); a kill that reached nobody
     /// falls back like any other fallback.
     func carryOut(_ verdict: OOMVerdict, _ policy: OOMPolicyInstance, origin: String?, record: OOMRecord, t0: UInt64,
-                  usage: UInt64 = 0) {
+                  usage: UInt64) {
         var record = record
         let counted: OOMDecisionOutcome
         var killed: [PidFD] = []
