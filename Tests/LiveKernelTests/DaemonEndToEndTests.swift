@@ -126,7 +126,9 @@ struct DaemonEndToEndTests {
         #expect(decision.agreement == .init(kernelChoice: "pid \(big.pid)", agrees: true))
         let events = try decode(daemon.events())
         #expect(events.contains { $0.type == .kernelKill && $0.summary.contains("pid \(big.pid)") })
-        #expect(try daemon.cli(["status", "--json"]).output.contains("\"agreements\" : 1"))
+        let status = try daemon.cli(["status", "--json"]).output
+        let allEvents = try daemon.events()
+        #expect(status.contains("\"agreements\" : 1"), "\(status)\nevents: \(allEvents)")
         _ = (small, grower)
     }
 

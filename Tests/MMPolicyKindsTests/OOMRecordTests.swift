@@ -73,6 +73,13 @@ import Testing
             == "memcg-oom in /sys/fs/cgroup/memory/job: killed pid 42 (hog), largest score 900 of 4 candidates")
     }
 
+    @Test func aKnownOnsetCountsEveryStepFromIt() {
+        var r = Self.record(.carriedOut)
+        r.timing = .init(wakeUs: 400_000, decidedUs: 50, steps: [.init(OOMStep.kill, 410)])
+        #expect(OOMDecisionText.summary(r, Self.payload())
+            == "memcg-oom in /sys/fs/cgroup/memory/job: killed pid 42 (hog), largest score 900 of 4 candidates; since the OOM began: woke 400.00 ms, decided 400.05 ms, SIGKILL 400.41 ms")
+    }
+
     @Test func aGroupKillNamesTheCgroup() {
         var r = Self.record(.carriedOut, trigger: "low-memory", origin: "system")
         var p = Self.payload()

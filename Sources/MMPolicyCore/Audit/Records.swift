@@ -146,8 +146,11 @@ public struct DecisionRecord: Codable, Sendable, Equatable {
             }
         }
 
-        /// The kernel event that woke the daemon (a sensor's time stamp) ->
-        /// the daemon awake; nil when no sensor woke it. Before the trigger.
+        /// When it began -> the daemon awake: from a sensor's time stamp of
+        /// the kernel event, or (a cgroup v1 OOM) from the OOM's onset as the
+        /// guardian saw it, so a stopped or late daemon shows. nil when
+        /// neither is known. Steps count from the daemon awake; add this to
+        /// count them from the onset.
         public var wakeUs: Double?
         /// Trigger seen -> the callback returned.
         public var decidedUs: Double?

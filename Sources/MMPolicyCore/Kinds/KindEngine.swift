@@ -22,11 +22,16 @@ public struct KindEnvironment: Sendable {
     /// --record-ungoverned-kills`). Off by default: the audit trail holds
     /// what the daemon is responsible for.
     public var recordsUngovernedEvents: Bool
+    /// The board of memcgs whose kernel OOM killer an engine holds off
+    /// (cgroup v1): the guardian watches them from outside the daemon and
+    /// hands an OOM that outlives its bound to the kernel. nil: nobody
+    /// watches (an engine run outside the daemon, in tests).
+    public var oomHolds: OOMHoldBoard?
 
     public init(journal: KnobJournal, mount: MemoryCgroupMount?, objectSearchPath: ObjectSearchPath, daemonPID: Int32,
                 record: @escaping @Sendable (EventRecord) -> Void, log: @escaping @Sendable (String) -> Void,
                 summarize: @escaping @Sendable (DecisionRecord) -> String = { $0.envelopeSummary },
-                recordsUngovernedEvents: Bool = false) {
+                recordsUngovernedEvents: Bool = false, oomHolds: OOMHoldBoard? = nil) {
         self.journal = journal
         self.mount = mount
         self.objectSearchPath = objectSearchPath
@@ -35,6 +40,7 @@ public struct KindEnvironment: Sendable {
         self.log = log
         self.summarize = summarize
         self.recordsUngovernedEvents = recordsUngovernedEvents
+        self.oomHolds = oomHolds
     }
 
     /// Whether an event observed in the system (a kernel kill, say) that

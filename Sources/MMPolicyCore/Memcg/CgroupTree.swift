@@ -9,9 +9,16 @@ import Glibc
 /// directory's inode number on cgroupfs), so the engine needs to go from a
 /// scope to its groups and processes and from an id back to a directory.
 public enum CgroupTree {
+    /// Whether directory `path` is `ancestor` or below it.
+    public static func isWithin(_ path: String, _ ancestor: String) -> Bool {
+        let a = ancestor.hasSuffix("/") ? String(ancestor.dropLast()) : ancestor
+        return path == a || path.hasPrefix(a + "/")
+    }
+
     /// Every cgroup directory in the subtree at `path`, parents before their
     /// children. Files are skipped and symbolic links are not followed.
     /// Groups removed during the walk are left out.
+
     public static func descendants(of path: String, includingSelf: Bool = true) -> [String] {
         let root = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
         var info = stat()

@@ -154,12 +154,15 @@ enum LinuxSyscall {
     private typealias Syscall = @convention(c) (Int, Int, Int, Int, Int) -> Int
     private typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
     private typealias EventFDCreate = @convention(c) (UInt32, Int32) -> Int32
+    private typealias Accept4 = @convention(c) (Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32) -> Int32
 
     // glibc's `syscall` is variadic, which Swift cannot call; its x86_64 and
     // aarch64 implementations only move integer registers, so calling it
     // through a fixed-argument pointer is sound.
     private static let syscallFunction: Syscall = unsafeBitCast(dlsym(nil, "syscall")!, to: Syscall.self)
     private static let eventfdFunction: EventFDCreate = unsafeBitCast(dlsym(nil, "eventfd")!, to: EventFDCreate.self)
+    // accept4 is behind _GNU_SOURCE in glibc's Swift module.
+    private static let accept4Function: Accept4 = unsafeBitCast(dlsym(nil, "accept4")!, to: Accept4.self)
     // prctl is variadic too (<sys/prctl.h> is not in Swift's Glibc map), and
     // its syscall number differs between architectures, so call glibc's.
     private static let prctlFunction: Prctl = unsafeBitCast(dlsym(nil, "prctl")!, to: Prctl.self)
@@ -173,10 +176,21 @@ enum LinuxSyscall {
         eventfdFunction(initialValue, flags)
     }
 
+    static func accept4(_ listener: Int32, flags: Int32) -> Int32 {
+        accept4Function(listener, nil, nil, flags)
+    }
+
     /// prctl(option, a, b, c, d); -1 with `errno` set on failure.
     static func prctl(_ option: Int32, _ a: UInt = 0, _ b: UInt = 0, _ c: UInt = 0, _ d: UInt = 0) -> Int32 {
         prctlFunction(option, a, b, c, d)
     }
+}
+
+/// Accepts a connection on `listener` with close-on-exec and non-blocking
+/// set atomically, so a process spawned at the same moment (the guardian)
+/// never inherits it. -1 with `errno` set on failure.
+public func acceptCloseOnExecNonBlocking(_ listener: Int32) -> Int32 {
+    LinuxSyscall.accept4(listener, flags: Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
 }
 
 /// poll(2) on one descriptor, retrying on EINTR with the time left.

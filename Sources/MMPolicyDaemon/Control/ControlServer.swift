@@ -305,18 +305,14 @@ public final class ControlServer: Sendable {
             }
             if fds[1].revents != 0 { break }
             guard fds[0].revents != 0 else { continue }
-            // accept4() is hidden behind _GNU_SOURCE in Glibc's Swift module:
-            // accept, then set close-on-exec and non-blocking.
-            let raw = accept(listener, nil, nil)
+            // Close-on-exec at once: a guardian spawned meanwhile must not inherit it.
+            let raw = acceptCloseOnExecNonBlocking(listener)
             guard raw >= 0 else {
                 // EMFILE/ENFILE/ENOMEM would wake poll at once again: back off.
                 if errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM { usleep(100_000) }
                 continue
             }
-            let connection = SocketDescriptor(adopting: raw)
-            _ = fcntl(raw, F_SETFD, FD_CLOEXEC)
-            guard connection.setNonBlocking(true) == nil else { continue }
-            accepted(connection)
+            accepted(SocketDescriptor(adopting: raw))
         }
         let drained = state.withLock { state in
             state.acceptLoopExited = true

@@ -40,7 +40,7 @@ final class GuardianProcess: Sendable {
     static func spawn(stateDirectory: String, daemonPID: Int32,
                       executable: String = "/proc/self/exe") throws(GuardianSpawnError) -> GuardianProcess {
         var ends: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
             throw GuardianSpawnError(operation: "socketpair", errno: Errno(rawValue: errno))
         }
         // Just below the daemon's lock: closed (and seen by the guardian) right after it when the daemon dies.
@@ -93,41 +93,25 @@ final class GuardianProcess: Sendable {
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { continue }
             switch read() {
-            case .byte(Guardian.armedByte): return .armed
-            case .byte, .nothing: continue
+            case .message(.armed): return .armed
+            case .message, .nothing: continue
             case .closed: return .exited
             }
         }
     }
 
-    /// What the guardian's end of the link says.
-    enum LinkRead: Equatable {
-        case byte(UInt8)
-        /// Nothing to read (a spurious wake-up): still connected.
-        case nothing
-        /// Its end is closed: it exited.
-        case closed
-    }
+    /// Receives one message from the guardian without blocking.
+    func read() -> GuardianLink.Received { GuardianLink.receive(on: link.rawValue, blocking: false) }
 
-    /// Reads one byte without blocking.
-    func read() -> LinkRead {
-        var byte: UInt8 = 0
-        while true {
-            let n = recv(link.rawValue, &byte, 1, Int32(MSG_DONTWAIT))
-            if n == 1 { return .byte(byte) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EAGAIN { return .nothing }
-            return .closed
-        }
-    }
+    /// Sends `message` to the guardian without blocking; false if it could not be sent now.
+    func send(_ message: GuardianMessage) -> Bool { GuardianLink.send(message, on: link.rawValue) }
 
     /// Tells the guardian the daemon shut down cleanly (so it restores
     /// nothing) and waits up to `timeoutMs` for it to exit; a guardian that
     /// does not is killed. Returns how it ended (see ``reap(timeoutMs:)``).
     @discardableResult
     func dismiss(timeoutMs: Int32) -> String {
-        var byte = Guardian.cleanExitByte
-        _ = send(link.rawValue, &byte, 1, Int32(MSG_NOSIGNAL))
+        _ = send(.cleanExit)
         if let status = reap(timeoutMs: timeoutMs) { return Self.describe(status) }
         kill(pid, SIGKILL)
         return reap(timeoutMs: 1000).map { "killed after ignoring the clean exit (\(Self.describe($0)))" } ?? "did not exit"

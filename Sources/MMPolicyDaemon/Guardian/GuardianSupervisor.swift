@@ -15,9 +15,14 @@ import Glibc
 /// watches the link and, if the guardian exits while the daemon runs (a
 /// stray `kill`, the OOM killer), reaps it, records why and starts another,
 /// backing off if they keep dying. ``stop()`` ends the watch and dismisses
-/// the guardian with the clean-exit byte after a graceful shutdown. A
+/// the guardian with the clean-exit message after a graceful shutdown. A
 /// guardian that cannot be started is logged and recorded; the daemon runs
 /// on without one.
+///
+/// The same thread carries the ``OOMHoldBoard`` across the link: the memcg
+/// roots the engines hold go to the guardian (all of them again to a new
+/// guardian), and what the guardian saw (OOM onsets, OOMs it handed to the
+/// kernel) comes back to the board.
 public final class GuardianSupervisor: Sendable {
     private struct State {
         var current: GuardianProcess?
@@ -30,6 +35,7 @@ public final class GuardianSupervisor: Sendable {
     private let record: @Sendable (EventRecord) -> Void
     private let executable: String
     private let stopSignal: EventFD
+    private let holds: OOMHoldBoard?
     private let state = Mutex(State())
 
     /// How long ``start()`` waits for the first guardian to say it is armed.
@@ -40,10 +46,13 @@ public final class GuardianSupervisor: Sendable {
     static let maxRespawnDelayMs: Int32 = 60_000
     static let quickDeathNs: UInt64 = 10_000_000_000
 
-    /// `record` receives audit events (must not block).
+    /// `record` receives audit events (must not block); `holds` is the
+    /// board of held memcgs the guardian watches (nil: none).
     public init(stateDirectory: String, daemonPID: Int32 = getpid(), logger: Logger,
-                executable: String = "/proc/self/exe", record: @escaping @Sendable (EventRecord) -> Void) throws(SystemCallError) {
+                executable: String = "/proc/self/exe", holds: OOMHoldBoard? = nil,
+                record: @escaping @Sendable (EventRecord) -> Void) throws(SystemCallError) {
         self.stateDirectory = stateDirectory
+        self.holds = holds
         self.daemonPID = daemonPID
         self.logger = logger
         self.executable = executable
@@ -114,26 +123,34 @@ public final class GuardianSupervisor: Sendable {
         record(EventRecord(timeNs: wallClockNanoseconds(), type: .note, policy: nil, summary: "no guardian: \(text)"))
     }
 
-    /// The watch thread: waits on the guardian's link and the stop signal.
+    /// The watch thread: waits on the guardian's link, the holds and the stop signal.
     private func watch() {
         var delayMs = Self.respawnDelayMs
         var startedNs = monotonicNanoseconds()
+        // What the current guardian has been told.
+        var told: [String: UInt64] = [:]
         while true {
             guard let guardian = state.withLock({ $0.current }) else {
                 // None running: wait out the delay (or a stop), then try again.
                 if waitReadable(stopSignal.rawValue, timeoutMs: delayMs) { return }
                 let next = spawnAndArm()
                 startedNs = monotonicNanoseconds()
+                told = [:]
                 state.withLock { $0.current = next }
                 if next == nil { delayMs = min(delayMs * 2, Self.maxRespawnDelayMs) }
                 continue
             }
+            let complete = tell(guardian, &told)
             var fds = [pollfd(fd: stopSignal.rawValue, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: guardian.link.rawValue, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, 2, -1)
+            if let holds { fds.append(pollfd(fd: holds.holdsChanged.rawValue, events: Int16(POLLIN), revents: 0)) }
+            // A hold that did not fit in the link is sent again shortly.
+            let n = poll(&fds, nfds_t(fds.count), complete ? -1 : 10)
             if n < 0 { if errno == EINTR { continue }; return }
             if fds[0].revents != 0 { return }
-            guard fds[1].revents != 0, guardian.read() == .closed else { continue }  // e.g. a late "armed" byte
+            if fds.count > 2, fds[2].revents != 0 { _ = holds?.holdsChanged.read() }
+            // Its messages first; then, if its end closed, it is gone.
+            guard fds[1].revents != 0, receiveAll(from: guardian) else { continue }
             var status = guardian.reap(timeoutMs: 1000).map(GuardianProcess.describe)
             if status == nil {
                 // Its link is closed, so it can no longer see this daemon die: replace it.
@@ -145,6 +162,36 @@ public final class GuardianSupervisor: Sendable {
             logger.error("\(text)")
             record(EventRecord(timeNs: wallClockNanoseconds(), type: .note, policy: nil, summary: text))
             state.withLock { $0.current = nil }
+        }
+    }
+
+    /// Sends the guardian the holds it has not been told; false if some did not fit now.
+    private func tell(_ guardian: GuardianProcess, _ told: inout [String: UInt64]) -> Bool {
+        guard let holds else { return true }
+        let now = Dictionary(uniqueKeysWithValues: holds.currentHolds().holds.map { ($0.root, $0.boundNs) })
+        for root in told.keys where now[root] == nil {
+            guard guardian.send(.release(root: root)) else { return false }
+            told.removeValue(forKey: root)
+        }
+        for (root, bound) in now where told[root] != bound {
+            guard guardian.send(.hold(root: root, boundNs: bound)) else { return false }
+            told[root] = bound
+        }
+        return true
+    }
+
+    /// Takes every message the guardian has sent; true if its end closed.
+    private func receiveAll(from guardian: GuardianProcess) -> Bool {
+        while true {
+            switch guardian.read() {
+            case .closed: return true
+            case .nothing: return false
+            case .message(.onset(let memcg, let onsetNs)): holds?.noteOnset(memcg: memcg, onsetNs: onsetNs)
+            case .message(.handed(let handover)):
+                logger.warning("the guardian (pid \(guardian.pid)) handed the OOM in \(handover.memcg) to the kernel OOM killer \(decimalString(Double(handover.handedNs - handover.onsetNs) / 1e6, places: 1)) ms after it began: this daemon had not resolved it (it was stopped or stuck)")
+                holds?.noteHandover(handover)
+            case .message: continue  // e.g. a late "armed"
+            }
         }
     }
 

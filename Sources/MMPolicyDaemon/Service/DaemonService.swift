@@ -108,9 +108,11 @@ public struct DaemonService: Service {
             for failure in failures { logger.error("could not restore \(failure)") }
         }
 
-        // The dead-man's switch, armed before any knob is changed.
+        // The dead-man's switch, armed before any knob is changed. It also
+        // watches the memcgs whose OOMs the engines hold (`holds`).
+        let holds = try OOMHoldBoard()
         let guardian = try GuardianSupervisor(stateDirectory: configuration.stateDirectory, logger: logger,
-                                              executable: configuration.guardianExecutable) { recorder.record($0) }
+                                              executable: configuration.guardianExecutable, holds: holds) { recorder.record($0) }
         guardian.start()
         // Per-program run counts and times for `status`, without touching the
         // bpf_stats_enabled sysctl: the kernel keeps them on while this fd lives.
@@ -136,7 +138,7 @@ public struct DaemonService: Service {
             let environment = KindEnvironment(
                 journal: journal, mount: mount, objectSearchPath: configuration.objectSearchPath, daemonPID: getpid(),
                 record: { recorder.record($0) }, log: { logger.warning("\($0)") },
-                recordsUngovernedEvents: configuration.recordsUngovernedEvents)
+                recordsUngovernedEvents: configuration.recordsUngovernedEvents, oomHolds: holds)
             let engines = try KindEngines(registry: configuration.kinds, environment: environment)
             try engines.start()
             for (kind, engine) in engines.all { stages.append(DaemonStage(name: "\(kind) engine") { engine.stop() }) }

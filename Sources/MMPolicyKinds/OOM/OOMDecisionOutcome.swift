@@ -39,6 +39,8 @@ enum OOMDecisionOutcome: Equatable {
 struct OOMRecord {
     var envelope: DecisionRecord
     var payload: OOMDecisionPayload
+    /// When the engine saw the trigger (CLOCK_MONOTONIC); not recorded as such.
+    var triggerNs: UInt64?
 
     var detail: String {
         get { envelope.detail }

@@ -46,6 +46,8 @@ public enum OOMStep {
     public static let kill = "SIGKILL"
     public static let released = "released"
     public static let cleared = "cleared"
+    /// The guardian gave the OOM to the kernel killer (the daemon had not resolved it).
+    public static let handedOver = "handed to the kernel"
 }
 
 extension DecisionRecord {

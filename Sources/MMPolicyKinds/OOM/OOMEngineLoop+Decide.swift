@@ -14,7 +14,7 @@ extension OOMEngineLoop {
         var record = OOMRecord(
             envelope: DecisionRecord(kind: .oom, trigger: trigger.name, scope: policy.scope.description, origin: origin ?? "system",
                                      mode: policy.mode, outcome: .fellBack, wokenBy: wokenBy),
-            payload: OOMDecisionPayload())
+            payload: OOMDecisionPayload(), triggerNs: t0)
         record.envelope.timing.wakeUs = eventNs.map { t0 > $0 ? Double(t0 - $0) / 1000 : 0 }
         let request = OOMRequest(trigger: trigger, scope: scope, limitBytes: limit, usageBytes: usage,
                                  shortfallBytes: usage > limit ? usage - limit : 0, daemonPID: environment.daemonPID)
@@ -109,7 +109,10 @@ extension OOMEngineLoop {
 
     // MARK: records
 
+    /// Records `record`: the last step of a decision, after anything it did.
     func emit(_ record: OOMRecord, policy: String) {
+        var record = record
+        stampOnset(&record)
         environment.record(EventRecord(timeNs: wallClockNanoseconds(), type: .decision, policy: policy,
                                        summary: OOMDecisionText.summary(record.envelope, record.payload), decision: record.record))
     }

@@ -29,6 +29,7 @@ extension OOMEngineLoop {
     /// children included) and keeps the kernel killer disabled exactly on
     /// those governed by a policy, restoring the rest from the journal.
     func reconcileV1() {
+        defer { publishHolds() }
         var wanted: [String: OOMPolicyInstance] = [:]
         for policy in policies.values {
             guard case .v1(let root) = domain(of: policy) else { continue }
@@ -83,11 +84,13 @@ extension OOMEngineLoop {
             guard let policy = governor(of: origin, version: .v1), fallbackPending[origin] == nil else { continue }
             guard access(origin, F_OK) == 0 else { v1Notifiers.removeValue(forKey: origin); continue }
             guard let control = try? MemcgV1(path: origin).oomControl(), control.underOOM else { continue }
-            // Not governed yet (its journal entry is on its way, or failed):
-            // with its killer on, the OOM is the kernel's. With it off (copied
-            // from a governed parent at mkdir) the policy decides, and a
-            // fallback turns the killer back on (`handToKernel`).
-            if !v1Disabled.contains(origin), !control.oomKillDisable { continue }
+            // With its killer on, the OOM is the kernel's: not governed yet
+            // (its journal entry is on its way, or failed), or handed over
+            // (by this engine, or by the guardian while this daemon was
+            // stopped). With it off, even if only copied from a governed
+            // parent at mkdir, the policy decides, and a fallback turns the
+            // killer back on (`handToKernel`).
+            guard control.oomKillDisable else { continue }
             let memcg = MemcgV1(path: origin)
             let limit = ((try? memcg.limitBytes()) ?? nil) ?? 0, usage = (try? memcg.usageBytes()) ?? 0
             // A notification from a task that retried while a kill was still

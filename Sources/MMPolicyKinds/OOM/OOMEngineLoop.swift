@@ -68,6 +68,8 @@ final class OOMEngineLoop {
     /// Memcgs handed to the kernel killer until their OOM clears.
     var fallbackPending: [String: Handover] = [:]
     var awaitingClear: [PendingDecision] = []
+    /// v1 scopes told to the guardian's watch, with their bounds (+Holds).
+    var heldRoots: [String: UInt64] = [:]
 
     // observe mode (+Observe)
     var pendingObserved: [PendingDecision] = []
@@ -112,6 +114,9 @@ final class OOMEngineLoop {
             }
             let sensorIndex = sensors.map { fds.append(pollfd(fd: $0.pollFD, events: Int16(POLLIN), revents: 0)); return fds.count - 1 }
             let psiIndex = systemPSI.map { fds.append(pollfd(fd: $0.rawValue, events: Int16(POLLPRI), revents: 0)); return fds.count - 1 }
+            let handoverIndex = environment.oomHolds.map {
+                fds.append(pollfd(fd: $0.handoverArrived.rawValue, events: Int16(POLLIN), revents: 0)); return fds.count - 1
+            }
             var v2Indices: [(name: String, events: Int?, psi: Int?)] = []
             for (name, watch) in v2Watches {
                 let e = watch.events.map { fds.append(pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0)); return fds.count - 1 }
@@ -131,6 +136,9 @@ final class OOMEngineLoop {
                 system.woken = true
                 system.pressure = true
             }
+
+            // OOMs the guardian gave the kernel are the kernel's: before any notification of them.
+            if let handoverIndex, fds[handoverIndex].revents != 0 { serviceHandovers() }
 
             var fired: [String] = []
             for (index, path) in notifierPaths.enumerated() where fds[index].revents != 0 {

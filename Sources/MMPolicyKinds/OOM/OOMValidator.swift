@@ -108,8 +108,5 @@ public struct OOMVictimValidator: Sendable {
     }
 
     /// Whether directory `path` is `ancestor` or below it.
-    public static func isWithin(_ path: String, _ ancestor: String) -> Bool {
-        let a = ancestor.hasSuffix("/") ? String(ancestor.dropLast()) : ancestor
-        return path == a || path.hasPrefix(a + "/")
-    }
+    public static func isWithin(_ path: String, _ ancestor: String) -> Bool { CgroupTree.isWithin(path, ancestor) }
 }
