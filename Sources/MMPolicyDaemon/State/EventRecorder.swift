@@ -54,8 +54,11 @@ public struct EventRetention: Sendable, Equatable {
 /// never held across database work. One serial dispatch queue writes what
 /// has accumulated, a batch per transaction, and afterwards prunes by the
 /// ``EventRetention`` (on the same queue: never on a decision path). A
-/// failed batch is logged and counted in ``lostEventCount``; later events
-/// are still written.
+/// batch that fails because the database is locked (someone's `sqlite3`
+/// holding a transaction) stays queued and is tried again every
+/// ``retryDelaySeconds``, up to ``maxQueuedEvents``; any other failed batch
+/// (a full disk, a damaged file) is logged and counted in
+/// ``lostEventCount``; later events are still written.
 public final class EventRecorder: Sendable {
     private struct State {
         var pending: [EventRecord] = []
@@ -78,6 +81,11 @@ public final class EventRecorder: Sendable {
     private let state = Mutex(State())
     public let retention: EventRetention
     private let pruneState = Mutex(PruneState())
+
+    /// Events kept queued while the database is locked; beyond this the
+    /// oldest are dropped (and counted lost).
+    static let maxQueuedEvents = 50_000
+    static let retryDelaySeconds = 0.5
 
     public init(store: StateStore, retention: EventRetention = .unlimited, logger: Logger = Logger(label: "mmpolicy.state")) {
         self.store = store
@@ -153,6 +161,24 @@ public final class EventRecorder: Sendable {
             if batch.isEmpty { return }
             do {
                 try store.append(contentsOf: batch)
+            } catch where error.isLocked {
+                // Kept, in order, for the retry; drainScheduled stays set until it runs.
+                let (dropped, closed) = state.withLock { state -> (Int, Bool) in
+                    guard !state.closed else {
+                        state.lost += batch.count
+                        return (batch.count, true)
+                    }
+                    state.pending = batch + state.pending
+                    let excess = max(0, state.pending.count - Self.maxQueuedEvents)
+                    state.pending.removeFirst(excess)
+                    state.lost += excess
+                    return (excess, false)
+                }
+                logger.warning("the state database is locked by another process; \(batch.count) events wait to be written (retrying every \(Self.retryDelaySeconds) s)",
+                               metadata: ["error": "\(error)", "dropped": "\(dropped)"])
+                if closed { return }
+                writer.asyncAfter(deadline: .now() + Self.retryDelaySeconds) { self.drain() }
+                return
             } catch {
                 state.withLock { $0.lost += batch.count }
                 logger.error("could not write \(batch.count) events to the state database; they are lost",

@@ -43,6 +43,13 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
         self.fix = fix
     }
 
+    /// Whether another connection held a lock on the database past the busy
+    /// timeout (SQLITE_BUSY, SQLITE_LOCKED): trying again later may work.
+    public var isLocked: Bool {
+        guard kind == .operationFailed, let error = underlying as? DatabaseError else { return false }
+        return error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+    }
+
     public var description: String {
         if kind == .insecure, let underlying { return "\(Self.describe(underlying)). \(fix)" }
         let cause = underlying.map { ": \(Self.describe($0))" } ?? ""
