@@ -21,7 +21,7 @@ MMPOLICY := .build/$(SWIFT_CONFIG)/mmpolicy
 export MMPOLICY_POLICY_DIR := $(CURDIR)/policies
 export MMPOLICY_OBJECT_PATH := $(CURDIR)/$(BPF_OUT)
 
-.PHONY: all setup build bpf swift run test bench clean
+.PHONY: all setup build bpf swift run test test-faults bench clean
 
 all: build
 
@@ -84,6 +84,15 @@ test: build
 	swift test --skip-build --skip LiveKernelTests
 	swift test --skip-build --filter LiveKernelTests --skip WatchdogEndToEndTests
 	swift test --skip-build --filter WatchdogEndToEndTests
+
+# The fault-injection suites alone (they also run in `make test`): a stopped
+# daemon, a locked, damaged or full state store, planted symbolic links and
+# bad owners or modes, a killed daemon and guardian. docs/guarantees.md says
+# what each one proves.
+FAULT_SUITES = StoppedDaemonTests|LockedDatabaseTests|DamagedStateTests|FullStateDiskTests|StateDirectorySecurityTests|GuardianTests|anOOMInANewMemcgDoesNotWaitForALockedDatabase
+test-faults: build
+	swift build --build-tests
+	swift test --skip-build --filter '$(FAULT_SUITES)'
 
 bench: setup
 	tools/setup --bench

@@ -55,5 +55,7 @@ struct LockedDatabaseTests {
         let status = try daemon.cli(["status", "--json"]).output
         #expect(!status.contains("lostEvents") || status.contains("\"lostEvents\" : 0"), "nothing lost: \(status)")
         #expect(daemon.log.contains("locked by another process"), "the wait is logged")
+        #expect(daemon.stop() == 0, "a clean exit; log:\n\(daemon.log)")
+        #expect(try !MemcgV1(path: memcg.path).oomControl().oomKillDisable, "nothing is left changed in the kernel")
     }
 }

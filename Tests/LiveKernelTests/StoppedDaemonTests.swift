@@ -76,6 +76,8 @@ struct StoppedDaemonTests {
         #expect(eventually(5) { (try? control(memcg).oomKillDisable) == true }, "the daemon holds the memcg's OOMs again once it is over")
         #expect(try daemon.cli(["status"]).output.contains("oom_largest"))
         #expect(daemon.log.contains("handed the OOM in \(memcg.path)"), "the daemon logs it")
+        #expect(daemon.stop() == 0, "a clean exit; log:\n\(daemon.log)")
+        #expect(try !control(memcg).oomKillDisable, "nothing is left changed in the kernel")
     }
 
     @Test func aStoppedDaemonsOOMGoesToTheKernelWithinASecond() throws {
@@ -90,8 +92,9 @@ struct StoppedDaemonTests {
         let daemon = try DaemonProcess()
         let memcg = try TemporaryMemcg(prefix: "mmpolicy-stopped", limitBytes: 256 * Self.mib)
         #expect(try daemon.cli(["load", "oom_largest", "--scope", memcg.path, "--mode", "enforce"]).status == 0)
-        kill(daemon.pid, SIGSTOP)
-        defer { kill(daemon.pid, SIGCONT) }
+        let daemonPID = daemon.pid
+        kill(daemonPID, SIGSTOP)
+        defer { kill(daemonPID, SIGCONT) }
         // Copies oom_kill_disable=1 at mkdir; the stopped daemon never sees it.
         let child = try memcg.child("late")
         try writeFile(child + "/memory.limit_in_bytes", String(32 * Self.mib))
@@ -99,6 +102,9 @@ struct StoppedDaemonTests {
         let grower = try workload(["grow", "--rate", "200M", "--max", "256M", "--cgroup", child])
         #expect(eventually(5) { isGone(grower.pid) }, "the guardian found the new memcg and handed its OOM over; log:\n\(daemon.log)")
         #expect(try !MemcgV1(path: child).oomControl().oomKillDisable)
+        kill(daemonPID, SIGCONT)
+        #expect(daemon.stop() == 0, "a clean exit; log:\n\(daemon.log)")
+        for path in [memcg.path, child] { #expect(try !MemcgV1(path: path).oomControl().oomKillDisable, "\(path) is left as it was") }
     }
 
     @Test func aLateDaemonStillDecidesAndItsRecordCountsFromTheOnset() throws {
