@@ -39,10 +39,13 @@ extension OOMEngineLoop {
                 fallbackPending[handover.memcg] = Handover(killCount: handover.killCount, clearSinceNs: nil)
             }
             guard let policy = governor(of: handover.memcg, version: .v1) else { continue }
+            // A kill whose memory did not come back within the bound, or no decision at all.
+            let killed = awaitingClear.contains { $0.origin == handover.memcg }
+            let why = killed ? "the OOM outlasted the policy's kill" : "the daemon had not resolved it (it was stopped or stuck)"
             var record = OOMRecord(
                 envelope: DecisionRecord(kind: .oom, trigger: OOMTrigger.memcgOOM.name, scope: policy.scope.description,
                                          origin: handover.memcg, mode: policy.mode, outcome: .fellBack,
-                                         detail: "the daemon had not resolved it \(waitedMs) after it began (it was stopped or stuck); its guardian handed it to the kernel OOM killer",
+                                         detail: "\(why) \(waitedMs) after it began; its guardian handed it to the kernel OOM killer",
                                          wokenBy: "guardian"),
                 payload: OOMDecisionPayload())
             record.envelope.timing.wakeUs = 0
