@@ -98,9 +98,11 @@ public final class StateStore: Sendable {
         } catch {
             throw StateStoreError.database(error, path: path, operation: "migrate", opening: true)
         }
-        // The -wal and -shm files SQLite just created: mode 0600 like the database.
+        // The -wal and -shm files SQLite just created: mode 0600 like the
+        // database. Without opening them: closing a descriptor of a file
+        // SQLite holds would drop its locks (see checkFileWithoutOpening).
         do throws(SecureDirectoryError) {
-            for name in Self.fileNames { try secure.checkFile(name) }
+            for name in Self.fileNames { try secure.checkFileWithoutOpening(name) }
         } catch {
             throw StateStoreError.insecure(error, directory: directory)
         }
