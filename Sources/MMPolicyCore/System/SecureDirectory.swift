@@ -209,6 +209,21 @@ public final class SecureDirectory: Sendable {
         return info.st_mode & S_IFMT
     }
 
+    /// Renames `name` to `newName` inside the directory, never replacing an
+    /// existing `newName` (EEXIST) and never following a link (the entry
+    /// itself is renamed). False if `name` does not exist.
+    @discardableResult
+    public func rename(_ name: String, to newName: String) throws(SecureDirectoryError) -> Bool {
+        guard try entryType(name) != nil else { return false }
+        guard try entryType(newName) == nil else {
+            throw SecureDirectoryError.systemCall("rename \(name) to", path: pathOf(newName), purpose: purpose, errno: .fileExists)
+        }
+        guard renameat(descriptor, name, descriptor, newName) == 0 else {
+            throw SecureDirectoryError.systemCall("rename \(name) to", path: pathOf(newName), purpose: purpose, errno: Errno(rawValue: errno))
+        }
+        return true
+    }
+
     /// Removes `name` if it is a socket (true); never follows a symbolic
     /// link. False if it is missing; throws if it is anything else.
     public func removeSocket(_ name: String) throws(SecureDirectoryError) -> Bool {
