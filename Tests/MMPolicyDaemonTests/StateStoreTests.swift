@@ -230,7 +230,7 @@ struct StateStoreTests {
         #expect(error?.kind == .notADatabase)
         #expect(error?.path == file)
         #expect(error?.description.contains(file) == true)
-        #expect(error?.description.contains("move the file aside") == true)
+        #expect(error?.description.contains("moves a damaged file aside") == true)
     }
 
     @Test func uncreatableDirectoryIsReported() throws {
