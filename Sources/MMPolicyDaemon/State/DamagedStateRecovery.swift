@@ -7,7 +7,8 @@ import Glibc
 #endif
 
 /// What the daemon found in a damaged state database at start, and where
-/// the file went.
+/// the file went: what the rest of the start restores from (the salvaged
+/// journal) and reports (what was lost, where the file is).
 public struct DamagedState: Sendable {
     /// Why the file was judged damaged: SQLite's integrity check, or the
     /// error opening it.

@@ -132,7 +132,8 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
 }
 
 /// What SQLite's integrity check said about a damaged database: its first
-/// lines (at most ``StateStore/integrityCheckLines``).
+/// lines (at most ``StateStore/integrityCheckLines``), kept so that the
+/// error, the log and `status` say which pages or tables are damaged.
 public struct IntegrityCheckFailure: Error, Sendable, CustomStringConvertible {
     public var lines: [String]
     public var description: String { "SQLite's integrity check (PRAGMA quick_check) says: " + lines.joined(separator: "; ") }
