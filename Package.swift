@@ -81,7 +81,10 @@ let package = Package(
         ),
         .target(
             name: "MMPolicyTestSupport",
-            dependencies: ["MMPolicyCore", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "MMPolicyCore", .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             path: "Tests/MMPolicyTestSupport"
         ),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit", "CLibBPF", "CMMPolicyABI", "MMPolicyTestSupport"]),

@@ -177,6 +177,7 @@ struct StatusCommand: ParsableCommand {
         var recentExits: [EventRecord]
         var failedPolicies: [FailedPolicy]
         var lostEvents: Int
+        var stateProblems: [StateProblem]
     }
 
     func validate() throws {
@@ -210,7 +211,7 @@ struct StatusCommand: ParsableCommand {
     func output(_ response: ControlResponse) -> Output {
         Output(daemon: response.daemon, watchdog: response.watchdog, policies: response.policies ?? [],
                recentExits: response.exits ?? [], failedPolicies: response.failedPolicies ?? [],
-               lostEvents: response.lostEvents ?? 0)
+               lostEvents: response.lostEvents ?? 0, stateProblems: response.stateProblems ?? [])
     }
 
     func show(_ response: ControlResponse) throws {
@@ -227,6 +228,15 @@ struct StatusCommand: ParsableCommand {
                 line += "; watchdog: \(decimalString(cost.windowSeconds, places: 1)) s windows, \(decimalString(cost.cpuPercent, places: 3)) % of a CPU"
             }
             lines.append(line)
+        }
+        // First after the daemon's line: the store the daemon's safety rests on is not what it should be.
+        let problems = response.stateProblems ?? []
+        if !problems.isEmpty {
+            lines.append("STATE DATABASE PROBLEMS (\(problems.count); the log has the details):")
+            for problem in problems {
+                let times = problem.failures > 1 ? ", \(problem.failures) failures" : ""
+                lines.append("  [\(problem.area)] since \(formatTime(problem.sinceNs))\(times): \(problem.message)")
+            }
         }
         if let lost = response.lostEvents, lost > 0 {
             lines.append("WARNING: \(lost) audit event(s) could not be stored since the daemon started (see its log): free space in the state directory or repair its database")
@@ -250,11 +260,14 @@ struct StatusCommand: ParsableCommand {
         lines.append(table(["NAME", "KIND", "SCOPE", "MODE", "UPTIME", "DECISIONS", "CARRIED OUT", "REJECTED", "FELL BACK", "ERRORS", "AGREE", "BPF RUNS", "BPF TIME"],
                     policies.map { p in
                         let d = p.decisions
-                        return [p.name, p.kind, p.scope, p.mode, durationString(seconds: p.uptimeSeconds), String(d.total), String(d.carriedOut),
+                        return [p.name, p.kind, p.scope, p.degraded == nil ? p.mode : p.mode + " (DEGRADED)", durationString(seconds: p.uptimeSeconds), String(d.total), String(d.carriedOut),
                                 String(d.rejected), String(d.fellBack), String(d.errors),
                                 d.agreements + d.disagreements > 0 ? "\(d.agreements)/\(d.agreements + d.disagreements)" : "-",
                                 String(p.bpfRunCount), p.bpfRunCount == 0 ? "-" : "\(decimalString(Double(p.bpfRunTimeNs) / 1000, places: 1)) us"]
                     }))
+        for p in policies {
+            for reason in p.degraded ?? [] { lines.append("  \(p.name) is DEGRADED, not wholly \(p.mode): \(reason)") }
+        }
         for p in policies {
             if let last = p.lastDecision { lines.append("  \(p.name) last decision \(formatTime(last.timeNs)): \(last.summary)") }
         }

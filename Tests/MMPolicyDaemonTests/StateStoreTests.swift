@@ -193,6 +193,25 @@ struct StateStoreTests {
         #expect(mode == "wal")
     }
 
+    /// Another process's connection (an operator's `sqlite3`, a test, the
+    /// guardian) closing must not take the store's -wal and -shm with it:
+    /// the store's writes would go on into deleted files, and be lost.
+    @Test(.enabled(if: access("/usr/bin/sqlite3", X_OK) == 0, "needs the sqlite3 program"))
+    func anotherProcessClosingTheDatabaseLeavesTheStoresWALInPlace() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        func policy(_ name: String) -> DesiredPolicy {
+            DesiredPolicy(name: name, source: "s", scope: "system", mode: "observe", overrides: [], addedNs: 1)
+        }
+        try store.setDesired(policy("a"))
+        let first = try runCommand("/usr/bin/sqlite3", [store.path, "SELECT count(*) FROM desired_policy"])
+        #expect(first.output.hasPrefix("1"), "\(first.output)")
+        #expect(access(store.path + "-wal", F_OK) == 0, "the store's -wal is still there")
+        try store.setDesired(policy("b"))
+        let second = try runCommand("/usr/bin/sqlite3", [store.path, "SELECT count(*) FROM desired_policy"])
+        #expect(second.output.hasPrefix("2"), "another process sees what the store wrote since: \(second.output)")
+    }
+
     @Test func createsMissingDirectoryWithMode0700() throws {
         let scratch = try ScratchDirectory()
         let directory = scratch.path + "/var/lib/mmpolicy"
@@ -211,7 +230,7 @@ struct StateStoreTests {
         #expect(error?.kind == .notADatabase)
         #expect(error?.path == file)
         #expect(error?.description.contains(file) == true)
-        #expect(error?.description.contains("move the file aside") == true)
+        #expect(error?.description.contains("moves a damaged file aside") == true)
     }
 
     @Test func uncreatableDirectoryIsReported() throws {

@@ -119,4 +119,14 @@ public protocol KindEngine: AnyObject, Sendable {
     func health(of name: String) -> DecisionHealth?
     /// Detaches whatever is still attached and stops the engine's threads.
     func stop()
+    /// Why attached policy `name` is not wholly in force as its mode says,
+    /// one sentence each (e.g. a memcg where the kernel's mechanism was left
+    /// on because the knob journal could not be written); empty when it is,
+    /// or when `name` is not attached. Called for `status`: cheap, never blocks.
+    func problems(of name: String) -> [String]
+}
+
+extension KindEngine {
+    /// A kind that cannot fall short of its mode reports nothing.
+    public func problems(of name: String) -> [String] { [] }
 }

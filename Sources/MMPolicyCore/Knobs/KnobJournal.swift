@@ -59,13 +59,19 @@ public struct KnobRestoration: Sendable {
     public var inherited: [KnobJournalEntry] = []
     /// What could not be restored; those entries stay journaled.
     public var failures: [KnobError] = []
+    /// Why the journal itself could not be read, if it could not: then
+    /// nothing was restored from it (and `failures` says so too). The
+    /// caller falls back to what it can identify without it
+    /// (``OOMKillerSweep``).
+    public var journalError: String?
 
     public init(restored: [KnobJournalEntry] = [], vanished: [KnobJournalEntry] = [], inherited: [KnobJournalEntry] = [],
-                failures: [KnobError] = []) {
+                failures: [KnobError] = [], journalError: String? = nil) {
         self.restored = restored
         self.vanished = vanished
         self.inherited = inherited
         self.failures = failures
+        self.journalError = journalError
     }
 }
 
@@ -134,7 +140,8 @@ public final class KnobJournal: Sendable {
         lock.withLock { _ in
             let all: [KnobJournalEntry]
             do { all = try storage.journalEntries(owner: nil) } catch {
-                return KnobRestoration(failures: [KnobError(path: "(journal)", operation: "reading", errno: nil, detail: "\(error)")])
+                return KnobRestoration(failures: [KnobError(path: "(journal)", operation: "reading", errno: nil, detail: "\(error)")],
+                                       journalError: "\(error)")
             }
             return restoreLocked(all.filter { owner == nil || $0.owner == owner }, journaled: all)
         }
@@ -236,9 +243,20 @@ public final class KnobJournal: Sendable {
         }
     }
 
-    /// The journaled original of `path`, if any.
+    /// The journaled original of `path`, if any (nil also when the journal
+    /// cannot be read: see ``storedOriginal(of:)``).
     public func original(of path: String) -> String? {
-        ((try? storage.journalEntries(owner: nil)) ?? []).first { $0.path == path }?.original
+        try? storedOriginal(of: path)
+    }
+
+    /// The journaled original of `path`: nil if it is not journaled; throws
+    /// when the journal cannot be read, which is not the same thing.
+    public func storedOriginal(of path: String) throws(KnobError) -> String? {
+        do {
+            return try storage.journalEntries(owner: nil).first { $0.path == path }?.original
+        } catch {
+            throw KnobError(path: "(journal)", operation: "reading the original of \(path) from", errno: nil, detail: "\(error)")
+        }
     }
 
     /// Journaled knobs, optionally only `owner`'s.
@@ -269,6 +287,15 @@ public final class InMemoryKnobJournalStorage: KnobJournalStorage {
 
     public init() {}
 
+    /// Storage holding `entries` (the first of a path wins), e.g. entries
+    /// salvaged from a damaged database, to restore them through a
+    /// ``KnobJournal``.
+    public init(entries: [KnobJournalEntry]) {
+        var byPath: [String: KnobJournalEntry] = [:]
+        for entry in entries where byPath[entry.path] == nil { byPath[entry.path] = entry }
+        entriesByPath.withLock { $0 = byPath }
+    }
+
     public func journalOriginal(path: String, original: String, owner: String) throws -> Bool {
         entriesByPath.withLock { entries in
             guard entries[path] == nil else { return false }
@@ -279,7 +306,9 @@ public final class InMemoryKnobJournalStorage: KnobJournalStorage {
 
     public func journalEntries(owner: String?) throws -> [KnobJournalEntry] {
         entriesByPath.withLock { entries in
-            entries.values.filter { owner == nil || $0.owner == owner }.sorted { $0.path < $1.path }
+            // In the order they were recorded, as the state store returns them (ties by path).
+            entries.values.filter { owner == nil || $0.owner == owner }
+                .sorted { ($0.recordedNs, $0.path) < ($1.recordedNs, $1.path) }
         }
     }
 

@@ -117,6 +117,14 @@ public final class CommandLoop<Command: Sendable>: Sendable {
         enqueue(Entry(command: command, onRefused: nil))
     }
 
+    /// ``send(_:)``, running `onRefused` (once, on the caller's or the
+    /// stopping thread) if the loop does not take the command: it was
+    /// stopping already, or stopped before getting to it. For a command that
+    /// carries a reply someone waits for.
+    public func send(_ command: Command, onRefused: @escaping @Sendable () -> Void) {
+        if !enqueue(Entry(command: command, onRefused: onRefused)) { onRefused() }
+    }
+
     /// Sends the command `make` builds around a reply and waits until the
     /// loop answers through that reply. Nil when the command was refused
     /// (the loop is stopping or stopped). The body must answer every such

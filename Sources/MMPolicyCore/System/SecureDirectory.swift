@@ -170,6 +170,28 @@ public final class SecureDirectory: Sendable {
         return true
     }
 
+    /// ``checkFile(_:)`` without opening the file (`fstatat` without
+    /// following a link): for a file another library holds open with POSIX
+    /// record locks, as SQLite holds its database, -wal and -shm. Such locks
+    /// belong to the process and the file, and closing any descriptor of the
+    /// file drops them all: another process's SQLite connection would then
+    /// take itself for the last one and delete the -wal and -shm from under
+    /// this process's connections.
+    @discardableResult
+    public func checkFileWithoutOpening(_ name: String) throws(SecureDirectoryError) -> Bool {
+        var info = stat()
+        guard fstatat(descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if errno == ENOENT { return false }
+            throw SecureDirectoryError.systemCall("stat", path: pathOf(name), purpose: purpose, errno: Errno(rawValue: errno))
+        }
+        if info.st_mode & S_IFMT == S_IFLNK {
+            throw SecureDirectoryError(path: pathOf(name), purpose: purpose, problem: .symbolicLink, errno: .tooManySymbolicLinkLevels)
+        }
+        // A regular file, checked just above: fchmodat follows no link here (only root could swap it meanwhile).
+        try check(info, name: name) { fchmodat(descriptor, name, 0o600, 0) }
+        return true
+    }
+
     /// Creates `name` empty with mode 0600 unless it exists (then checks it).
     public func createFileIfMissing(_ name: String) throws(SecureDirectoryError) {
         let fd = try openFile(name, create: true)
@@ -185,6 +207,21 @@ public final class SecureDirectory: Sendable {
             throw SecureDirectoryError.systemCall("stat", path: pathOf(name), purpose: purpose, errno: Errno(rawValue: errno))
         }
         return info.st_mode & S_IFMT
+    }
+
+    /// Renames `name` to `newName` inside the directory, never replacing an
+    /// existing `newName` (EEXIST) and never following a link (the entry
+    /// itself is renamed). False if `name` does not exist.
+    @discardableResult
+    public func rename(_ name: String, to newName: String) throws(SecureDirectoryError) -> Bool {
+        guard try entryType(name) != nil else { return false }
+        guard try entryType(newName) == nil else {
+            throw SecureDirectoryError.systemCall("rename \(name) to", path: pathOf(newName), purpose: purpose, errno: .fileExists)
+        }
+        guard renameat(descriptor, name, descriptor, newName) == 0 else {
+            throw SecureDirectoryError.systemCall("rename \(name) to", path: pathOf(newName), purpose: purpose, errno: Errno(rawValue: errno))
+        }
+        return true
     }
 
     /// Removes `name` if it is a socket (true); never follows a symbolic
@@ -217,6 +254,10 @@ public final class SecureDirectory: Sendable {
         guard fstat(fd, &info) == 0 else {
             throw SecureDirectoryError.systemCall("stat", path: pathOf(name), purpose: purpose, errno: Errno(rawValue: errno))
         }
+        try check(info, name: name) { fchmod(fd, 0o600) }
+    }
+
+    private func check(_ info: stat, name: String, tighten: () -> Int32) throws(SecureDirectoryError) {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw SecureDirectoryError(path: pathOf(name), purpose: purpose, problem: .notARegularFile, errno: nil)
         }
@@ -228,7 +269,7 @@ public final class SecureDirectory: Sendable {
             throw SecureDirectoryError(path: pathOf(name), purpose: purpose, problem: .hardLinked(count: Int(info.st_nlink)), errno: nil)
         }
         if info.st_mode & 0o7177 != 0 {
-            guard fchmod(fd, 0o600) == 0 else {
+            guard tighten() == 0 else {
                 throw SecureDirectoryError.systemCall("chmod 0600", path: pathOf(name), purpose: purpose, errno: Errno(rawValue: errno))
             }
             let notice = "\(pathOf(name)) had mode \(Self.octal(info.st_mode & 0o7777)); set it to 0600 so that only root can read it."

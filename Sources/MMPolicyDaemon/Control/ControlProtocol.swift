@@ -124,6 +124,10 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     /// `status`: audit events the daemon could not store since it started
     /// (a failed database write: full disk, a damaged file). Absent when none.
     public var lostEvents: Int?
+    /// `status`: what is wrong with the state database now (a damaged file
+    /// moved aside, a knob journal or desired set that cannot be read or
+    /// written), oldest first. Absent when nothing is.
+    public var stateProblems: [StateProblem]?
 
     public init(ok: Bool = true, error: String? = nil, daemon: DaemonInfo? = nil,
                 policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil, exits: [EventRecord]? = nil,
@@ -167,6 +171,30 @@ public struct FailedPolicy: Codable, Sendable, Equatable {
     }
 }
 
+/// Something wrong with the daemon's state database, as `status` reports it.
+///
+/// It exists so that a failure of the store the daemon's safety rests on
+/// (the knob journal) or of what it remembers (the desired set) is in front
+/// of the operator, not only in the log.
+public struct StateProblem: Codable, Sendable, Equatable {
+    /// "database" (the file: damaged, moved aside), "journal" (the knob
+    /// journal), "desired-set" or "events" (the audit trail).
+    public var area: String
+    /// One paragraph: what failed, what the daemon did about it, the fix.
+    public var message: String
+    /// When it was first seen (wall clock, ns since the epoch).
+    public var sinceNs: Int64
+    /// How many operations have failed this way since (1 for a finding at start-up).
+    public var failures: Int
+
+    public init(area: String, message: String, sinceNs: Int64, failures: Int) {
+        self.area = area
+        self.message = message
+        self.sinceNs = sinceNs
+        self.failures = failures
+    }
+}
+
 /// The daemon itself.
 public struct DaemonInfo: Codable, Sendable, Equatable {
     public var pid: Int32
@@ -206,11 +234,16 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
     public var watchdog: WatchdogPolicyStatus?
     /// The last time the watchdog ejected a policy of this name, if ever.
     public var lastExit: EventRecord?
+    /// Why the policy is not wholly in force as its mode says, one sentence
+    /// each (e.g. an enforce policy whose engine left the kernel OOM killer
+    /// on in a memcg because the knob journal could not be written). Absent
+    /// when it is.
+    public var degraded: [String]?
 
     public init(name: String, kind: String, scope: String, mode: String, objectPath: String, loadedNs: Int64,
                 uptimeSeconds: Double, decisions: DecisionCounts = DecisionCounts(), lastDecision: EventRecord? = nil,
                 bpfRunCount: UInt64 = 0, bpfRunTimeNs: UInt64 = 0, parameters: [ParameterOverride] = [],
-                watchdog: WatchdogPolicyStatus? = nil, lastExit: EventRecord? = nil) {
+                watchdog: WatchdogPolicyStatus? = nil, lastExit: EventRecord? = nil, degraded: [String]? = nil) {
         self.name = name
         self.kind = kind
         self.scope = scope
@@ -225,5 +258,6 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
         self.parameters = parameters
         self.watchdog = watchdog
         self.lastExit = lastExit
+        self.degraded = degraded
     }
 }

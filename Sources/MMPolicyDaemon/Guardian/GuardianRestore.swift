@@ -7,8 +7,9 @@ import Glibc
 #endif
 
 /// What the guardian does once its daemon is gone: take the state
-/// directory's lock, restore every journaled knob, record it in the audit
-/// trail, release the lock.
+/// directory's lock, restore every journaled knob (or, if the journal cannot
+/// be read, the kernel defaults it can identify: ``KnobRecovery``), record it
+/// in the audit trail, release the lock.
 ///
 /// The lock decides who restores. Holding it means no daemon is running on
 /// the directory (a daemon holds it for life from its first step), so every
@@ -34,7 +35,8 @@ struct GuardianRestore {
     }
 
     /// Returns the exit status: 0 when nothing is left changed (or a newer
-    /// daemon took over), 1 when something could not be restored.
+    /// daemon took over), 1 when something could not be restored or the
+    /// journal could not be read.
     func run(daemonEndedNs: UInt64) -> Int32 {
         let me = getpid()
         let lock: StateDirectoryLock
@@ -55,24 +57,37 @@ struct GuardianRestore {
         let lockedNs = monotonicNanoseconds()
         let lastOwner = lock.recordedPID
 
-        let store: StateStore
-        do { store = try StateStore(directory: stateDirectory) } catch {
-            logger.critical("mmpolicy guardian pid \(me): daemon pid \(daemonPID) died but its journal cannot be read: \(error) Its knobs stay changed until the daemon is started again.")
-            return 1
+        // No integrity check: the restore must take milliseconds, and a
+        // journal that cannot be read makes it fall back to the kernel
+        // defaults anyway (the next daemon start checks the file).
+        let opened = Result { () throws(StateStoreError) in try StateStore(directory: stateDirectory, checkIntegrity: false) }
+        let outcome: KnobRecovery.Outcome
+        switch opened {
+        case .success(let store):
+            outcome = KnobRecovery.run(.journal(KnobJournal(storage: store)), desiredSet: {
+                Result { () throws(StateStoreError) in try store.desiredPolicies() }
+            }, mount: MemoryCgroupMount.detect())
+        case .failure(let error):
+            outcome = KnobRecovery.run(.unreadable(error.summary), desiredSet: { .failure(error) }, mount: MemoryCgroupMount.detect())
         }
-        let result = KnobJournal(storage: store).restoreReporting()
         let doneNs = monotonicNanoseconds()
 
-        let summary = Self.summary(guardian: me, daemon: daemonPID, lastOwner: lastOwner, result: result,
+        let summary = Self.summary(guardian: me, daemon: daemonPID, lastOwner: lastOwner, outcome: outcome,
                                    lockMs: Double(lockedNs - daemonEndedNs) / 1e6, totalMs: Double(doneNs - daemonEndedNs) / 1e6)
-        do {
-            try store.append(EventRecord(timeNs: wallClockNanoseconds(), type: .note, policy: nil, summary: summary))
-        } catch {
-            logger.error("mmpolicy guardian pid \(me): recording the restore failed: \(error)")
+        if case .success(let store) = opened {
+            do {
+                try store.append(EventRecord(timeNs: wallClockNanoseconds(), type: .note, policy: nil, summary: summary))
+            } catch {
+                logger.error("mmpolicy guardian pid \(me): recording the restore failed: \(error)")
+            }
+        } else {
+            logger.error("mmpolicy guardian pid \(me): the restore is not recorded in the audit trail: the state database cannot be opened")
         }
-        if result.failures.isEmpty { logger.notice("\(summary)") } else { logger.critical("\(summary)") }
+        let failed = !outcome.failures.isEmpty || outcome.sweep != nil
+        if failed { logger.critical("\(summary)") } else { logger.notice("\(summary)") }
         withExtendedLifetime(lock) {}
-        return result.failures.isEmpty ? 0 : 1
+        // 1 also after a sweep: without the journal nobody can say everything is back.
+        return failed ? 1 : 0
     }
 
     /// Takes the lock, waiting while it is held by the dying daemon (whose
@@ -97,11 +112,15 @@ struct GuardianRestore {
     }
 
     /// One line for the audit trail and the log.
-    static func summary(guardian: Int32, daemon: Int32, lastOwner: Int32?, result: KnobRestoration,
+    static func summary(guardian: Int32, daemon: Int32, lastOwner: Int32?, outcome: KnobRecovery.Outcome,
                         lockMs: Double, totalMs: Double) -> String {
+        let result = outcome.restoration
         var text = "guardian pid \(guardian): daemon pid \(daemon) ended without a clean shutdown"
         if let lastOwner, lastOwner != daemon {
             text += " (so did daemon pid \(lastOwner), which started after it)"
+        }
+        if let sweep = outcome.sweep {
+            return text + " after \(decimalString(totalMs, places: 1)) ms; " + KnobRecovery.describe(sweep)
         }
         let changed = result.restored + result.inherited
         if changed.isEmpty && result.vanished.isEmpty && result.failures.isEmpty {

@@ -41,6 +41,7 @@ public struct ControlHandler: Sendable {
                                                failedPolicies: failures.isEmpty ? nil : failures)
                 let lost = recorder.lostEventCount
                 response.lostEvents = lost > 0 ? lost : nil
+                response.stateProblems = store.health.problems.nilIfEmpty
                 return response
             case .events:
                 // What was recorded up to now is visible to this query.

@@ -90,23 +90,17 @@ public struct DaemonService: Service {
         if configuration.ownsProcess, mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 {
             logger.warning("mlockall failed (errno \(errno)); the daemon may be slowed by reclaim under pressure")
         }
-        let store = try StateStore(directory: configuration.stateDirectory)
-        for notice in store.notices { logger.notice("\(notice)") }
+        // The state's failures are logged, recorded and shown by `status` from here on.
+        let health = StateHealth(logger: logger)
+        let state = try StartupRecovery.open(directory: configuration.stateDirectory, health: health, logger: logger)
+        let store = state.store
         let recorder = EventRecorder(store: store, retention: configuration.eventRetention, logger: logger)
+        health.connect { recorder.record($0) }
         let journal = KnobJournal(storage: store)
         let started = wallClockNanoseconds()
-        // A first start: nothing was ever recorded here. Only then does the default set apply.
-        let firstStart = ((try? store.events(EventQuery(limit: 1))) ?? []).isEmpty
-
-        let leftovers = journal.entries()
-        if !leftovers.isEmpty {
-            let failures = journal.restore()
-            let summary = "restored \(leftovers.count - failures.count) knob(s) a previous daemon left changed: "
-                + leftovers.map { "\($0.path)=\($0.original)" }.joined(separator: ", ")
-            recorder.record(EventRecord(timeNs: started, type: .note, policy: nil, summary: summary))
-            logger.notice("\(summary)")
-            for failure in failures { logger.error("could not restore \(failure)") }
-        }
+        let firstStart = state.isFirstStart
+        let mount = MemoryCgroupMount.detect()
+        state.restoreLeftovers(mount: mount, recorder: recorder, logger: logger)
 
         // The dead-man's switch, armed before any knob is changed. It also
         // watches the memcgs whose OOMs the engines hold (`holds`).
@@ -122,8 +116,12 @@ public struct DaemonService: Service {
             logger.warning("BPF run statistics are unavailable: \(error)")
         }
         let safety = DaemonStage(name: "knob journal and guardian") {
-            // What is still journaled is restored before the guardian is dismissed.
-            for failure in journal.restore() { logger.error("could not restore \(failure)") }
+            // What is still journaled is restored before the guardian is dismissed
+            // (the kernel defaults it can identify, if the journal cannot be read).
+            let outcome = KnobRecovery.run(.journal(journal), desiredSet: { Result { () throws(StateStoreError) in try store.desiredPolicies() } },
+                                           mount: mount)
+            for failure in outcome.failures { logger.error("could not restore \(failure)") }
+            if let sweep = outcome.sweep { health.report(.journal, "at shutdown, " + KnobRecovery.describe(sweep)) }
             guardian.stop()
             withExtendedLifetime((stateLock, statistics)) {}
         }
@@ -134,7 +132,6 @@ public struct DaemonService: Service {
 
         var stages = [audit, safety]
         do {
-            let mount = MemoryCgroupMount.detect()
             let environment = KindEnvironment(
                 journal: journal, mount: mount, objectSearchPath: configuration.objectSearchPath, daemonPID: getpid(),
                 record: { recorder.record($0) }, log: { logger.warning("\($0)") },

@@ -252,7 +252,12 @@ public actor PolicyManager {
     /// Loads the saved desired set; on a first start (an empty state
     /// directory) the default set instead.
     public func restoreDesiredSet(firstStart: Bool) async {
-        let desired = (try? store.desiredPolicies()) ?? []
+        let desired: [DesiredPolicy]
+        do { desired = try store.desiredPolicies() } catch {
+            // Not an empty set: neither the saved policies nor the default set are loaded, and it is said.
+            store.health.report(.desiredSet, "the desired policy set could not be read at start (\(error.summary)), so no saved policy was loaded (nor the default set). Load them again with `mmpolicy load`; if the database is damaged, restarting the daemon moves it aside and salvages what it can.")
+            return
+        }
         if desired.isEmpty, firstStart, let path = configuration.defaultSetPath {
             do {
                 let set = try PolicySet.load(path: path)
@@ -315,7 +320,8 @@ public actor PolicyManager {
             decisions: counts ?? DecisionCounts(), lastDecision: try? store.lastDecision(policy: entry.desired.name),
             bpfRunCount: runCount, bpfRunTimeNs: runTime, parameters: entry.parameters,
             watchdog: watchdog.status(of: entry.desired.name, history: history),
-            lastExit: try? store.lastExit(policy: entry.desired.name))
+            lastExit: try? store.lastExit(policy: entry.desired.name),
+            degraded: entry.engine.problems(of: entry.desired.name).nilIfEmpty)
     }
 
     func record(_ type: EventRecord.EventType, policy: String?, _ summary: String) {
@@ -323,3 +329,8 @@ public actor PolicyManager {
     }
 }
 
+
+extension Array {
+    /// nil for an empty array: for optional fields left out of a reply when empty.
+    var nilIfEmpty: [Element]? { isEmpty ? nil : self }
+}

@@ -13,6 +13,9 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
         case cannotCreateDirectory
         /// The file at the database path is not an SQLite database (or is corrupt).
         case notADatabase
+        /// SQLite's integrity check (`PRAGMA quick_check`) found damage;
+        /// `underlying` is an ``IntegrityCheckFailure`` with what it said.
+        case damaged
         /// The database was migrated by a newer mmpolicy than this one.
         case newerSchema
         /// The database could not be opened or migrated for another reason.
@@ -52,17 +55,24 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         if kind == .insecure, let underlying { return "\(Self.describe(underlying)). \(fix)" }
+        return "\(summary). \(fix)"
+    }
+
+    /// The description without the fix: what went wrong, on which file, and why.
+    public var summary: String {
+        if kind == .insecure, let underlying { return Self.describe(underlying) }
         let cause = underlying.map { ": \(Self.describe($0))" } ?? ""
         let what: String
         switch kind {
         case .cannotCreateDirectory: what = "cannot create state directory \(path)"
         case .notADatabase: what = "state database \(path) is not a usable SQLite database"
+        case .damaged: what = "state database \(path) is damaged"
         case .newerSchema: what = "state database \(path) was written by a newer mmpolicy"
         case .cannotOpen: what = "cannot open state database \(path)"
         case .operationFailed: what = "state database \(path): \(operation) failed"
         case .insecure: what = "state directory \(path) is not safe to use"
         }
-        return "\(what)\(cause). \(fix)"
+        return what + cause
     }
 
     private static func describe(_ error: any Error) -> String {
@@ -72,6 +82,23 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
             return "\(db.message ?? "SQLite error") (\(db.resultCode))"
         }
         return String(describing: error)
+    }
+
+    /// SQLite's integrity check found `path` damaged.
+    static func damaged(_ failure: IntegrityCheckFailure, path: String) -> StateStoreError {
+        StateStoreError(kind: .damaged, path: path, operation: "check integrity", underlying: failure,
+                        fix: damageFix)
+    }
+
+    static let damageFix = "Restart the daemon: at start it moves a damaged file aside (with its -wal and -shm files), keeps what it can read from it and begins a fresh one (see docs/state-database.md)."
+
+    /// Whether this says the file is damaged or not a database (as opposed
+    /// to unreadable for a reason outside the file: permissions, a full
+    /// disk, a lock).
+    public var isDamage: Bool {
+        if kind == .notADatabase || kind == .damaged { return true }
+        if let db = underlying as? DatabaseError { return db.resultCode == .SQLITE_CORRUPT || db.resultCode == .SQLITE_NOTADB }
+        return false
     }
 
     /// The state directory or a file in it was refused or could not be
@@ -94,8 +121,7 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
         }
         switch db.resultCode {
         case .SQLITE_NOTADB, .SQLITE_CORRUPT:
-            return StateStoreError(kind: .notADatabase, path: path, operation: operation, underlying: error,
-                                   fix: "Stop the daemon, move the file aside (with its -wal and -shm files) and start again; a fresh store is created, losing the saved policies and audit trail.")
+            return StateStoreError(kind: .notADatabase, path: path, operation: operation, underlying: error, fix: damageFix)
         case .SQLITE_FULL:
             return StateStoreError(kind: opening ? .cannotOpen : .operationFailed, path: path, operation: operation,
                                    underlying: error, fix: "Free space on the file system that holds the state directory.")
@@ -110,4 +136,12 @@ public struct StateStoreError: Error, Sendable, CustomStringConvertible {
                                    underlying: error, fix: "Check the file system holding the state directory; if the error persists, move the database aside and restart.")
         }
     }
+}
+
+/// What SQLite's integrity check said about a damaged database: its first
+/// lines (at most ``StateStore/integrityCheckLines``), kept so that the
+/// error, the log and `status` say which pages or tables are damaged.
+public struct IntegrityCheckFailure: Error, Sendable, CustomStringConvertible {
+    public var lines: [String]
+    public var description: String { "SQLite's integrity check (PRAGMA quick_check) says: " + lines.joined(separator: "; ") }
 }

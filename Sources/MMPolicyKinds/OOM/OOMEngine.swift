@@ -34,6 +34,9 @@ public final class OOMEngine: KindEngine {
         /// Runs on the engine's thread after every command sent before it
         /// (see ``OOMEngineLoop/afterJournalSettles(_:)``).
         case settled(@Sendable () -> Void)
+        /// An attached policy's journal jobs are answered: it is answered
+        /// now, refused if its knobs could not be journaled.
+        case attachSettled(String, CommandReply<Result<Void, OOMAttachError>>)
     }
 
     /// What a journal-then-write job was for.
@@ -52,6 +55,9 @@ public final class OOMEngine: KindEngine {
     let loop: CommandLoop<Command>
     /// Per attached policy, counted by the engine thread.
     let health = DecisionHealthBoard()
+    /// Per attached policy, why it is not wholly in force (written by the
+    /// engine thread, read for `status`).
+    let problemBoard = Mutex<[String: [String]]>([:])
     /// Journals and writes the knobs the engine changes, so that the
     /// engine's thread never waits on SQLite.
     let journalWorker: KnobJournalWorker
@@ -96,6 +102,10 @@ public final class OOMEngine: KindEngine {
     /// it is not attached. Kernel kills in a scope the policy enforces count
     /// as its actions.
     public func health(of name: String) -> DecisionHealth? { health.health(of: name) }
+
+    /// The memcgs of policy `name` whose kernel OOM killer is left on
+    /// because the knob journal could not be written, one sentence each.
+    public func problems(of name: String) -> [String] { problemBoard.withLock { $0[name] ?? [] } }
 
     /// Detaches everything, restores every knob and stops the thread. The
     /// journal worker stops after the engine's thread: it forgets what the

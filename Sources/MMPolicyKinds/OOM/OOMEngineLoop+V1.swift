@@ -39,6 +39,7 @@ extension OOMEngineLoop {
             }
         }
         for path in Array(v1Notifiers.keys) where wanted[path] == nil { v1Notifiers.removeValue(forKey: path) }
+        pruneJournalFailures(wanted: wanted.mapValues(\.name))
         for path in wanted.keys.sorted() where v1Notifiers[path] == nil {
             do { v1Notifiers[path] = try OOMNotifier(memcg: path) } catch {
                 environment.log("cannot watch \(path) for OOM: \(error)")
@@ -63,7 +64,10 @@ extension OOMEngineLoop {
             let parentKnob = parentDirectory(of: path) + Self.oomControl
             requestKnobWrite("1", to: path + Self.oomControl, owner: wanted[path]!.name, tag: .memcg(path)) { text in
                 guard text.contains("oom_kill_disable 1") else { return "0" }
-                return journal.original(of: parentKnob) ?? "1"
+                // Not journaled above: someone else's "off". A journal that
+                // cannot say: the kernel default (and the write that follows
+                // most likely fails too).
+                do { return try journal.storedOriginal(of: parentKnob) ?? "1" } catch { return "0" }
             }
         }
     }

@@ -58,6 +58,9 @@ final class OOMEngineLoop {
     var journaled: [String: KnobJournalEntry] = [:]
     /// Knobs with a journal-then-write job at the worker, and its owner.
     var journalInFlight: [String: String] = [:]
+    /// Memcgs whose journal job failed, until one succeeds or the memcg is
+    /// no longer wanted: the kernel killer stays on there (``problems(of:)``).
+    var journalFailures: [String: JournalFailure] = [:]
 
     // cgroup v1 (+V1)
     var v1Notifiers: [String: OOMNotifier] = [:]
@@ -186,11 +189,20 @@ final class OOMEngineLoop {
         case .attach(let instance, let reply):
             do {
                 try attach(instance)
-                // Once its memcgs' journal entries are written and they are governed.
-                afterJournalSettles { reply.resume(.success(())) }
+                // Once its memcgs' journal entries are written and they are
+                // governed, or refused if they could not be written.
+                let loop = self.loop, name = instance.name
+                afterJournalSettles {
+                    loop.send(.attachSettled(name, reply)) {
+                        reply.resume(.failure(OOMAttachError(policy: name, reason: "the OOM engine has stopped",
+                                                             fix: "The daemon is shutting down; load the policy again once it has restarted")))
+                    }
+                }
             } catch {
                 reply.resume(.failure(error))
             }
+        case .attachSettled(let name, let reply):
+            attachSettled(name, reply)
         case .detach(let name, let reply):
             detach(name)
             // Once the knobs' journal entries are forgotten.
