@@ -9,7 +9,7 @@ import SystemPackage
 public struct BPFError: Error, Sendable, CustomStringConvertible {
     /// What was being done.
     public enum Operation: String, Sendable {
-        case read, open, parse, setParameter = "set parameter", load, attach, run, pin, unpin
+        case read, open, parse, setParameter = "set parameter", load, attach, run, pin, unpin, reuse = "share the map of"
         case mapLookup = "map lookup", mapUpdate = "map update", mapDelete = "map delete", query
         case readRingBuffer = "read the ring buffer of"
     }

@@ -101,6 +101,20 @@ public struct BPFMap {
         }
     }
 
+    /// Before the object is loaded: makes this map the already-loaded map
+    /// behind `fd` (libbpf's bpf_map__reuse_fd), so two objects share one
+    /// map. The kernel checks that type, key and value sizes, entries and
+    /// flags match, and refuses the reuse otherwise. The descriptor is
+    /// duplicated: the caller keeps its own.
+    public func reuse(fd: Int32) throws(BPFError) {
+        let rc = bpf_map__reuse_fd(handle, fd)
+        if rc != 0 {
+            throw BPFError(.reuse, object: object.name, map: name, errno: Errno(rawValue: -rc),
+                           reason: "the shared map cannot take this object's place (its type, key or value size, entries or flags differ, or the object is already loaded)",
+                           fix: "Declare the map exactly as the kind's BPF header does (do not redefine it), and rebuild the object")
+        }
+    }
+
     public func pin(at path: String) throws(BPFError) {
         let rc = bpf_map__pin(handle, path)
         if rc != 0 {

@@ -8,6 +8,7 @@
 #include "../../../bpf-programs/include/mmpolicy/abi_common.h"
 #include "../../../bpf-programs/include/mmpolicy/oom_common.h"
 #include "../../../bpf-programs/include/mmpolicy/sensor_common.h"
+#include "../../../bpf-programs/include/mmpolicy/tiering_common.h"
 
 /* The ABI version this build of mmpolicy speaks. */
 unsigned int mmpolicy_abi_version(void);

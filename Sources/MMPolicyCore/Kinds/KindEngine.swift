@@ -124,9 +124,16 @@ public protocol KindEngine: AnyObject, Sendable {
     /// on because the knob journal could not be written); empty when it is,
     /// or when `name` is not attached. Called for `status`: cheap, never blocks.
     func problems(of name: String) -> [String]
+    /// Maps the engine owns (its sensors') that a policy of its kind uses by
+    /// name: map name -> descriptor. Before a policy object is loaded, each
+    /// of its maps with such a name is made that map (``BPFMap/reuse(fd:)``),
+    /// so policies read what the engine's sensors count. Empty by default.
+    var sharedMaps: [String: Int32] { get }
 }
 
 extension KindEngine {
     /// A kind that cannot fall short of its mode reports nothing.
     public func problems(of name: String) -> [String] { [] }
+    /// A kind without maps of its own to share shares none.
+    public var sharedMaps: [String: Int32] { [:] }
 }

@@ -96,6 +96,8 @@ public actor PolicyManager {
         }
         let start = monotonicNanoseconds()
         do {
+            // The engine's sensor maps, shared by name (see KindEngine.sharedMaps).
+            for (mapName, fd) in engine.sharedMaps { try policy.object.map(named: mapName)?.reuse(fd: fd) }
             try policy.load()
         } catch {
             record(.loadFailed, policy: name, "verifier refused \(policy.objectPath): \(error.reason)")
