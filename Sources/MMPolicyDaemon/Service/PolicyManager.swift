@@ -323,7 +323,8 @@ public actor PolicyManager {
             bpfRunCount: runCount, bpfRunTimeNs: runTime, parameters: entry.parameters,
             watchdog: watchdog.status(of: entry.desired.name, history: history),
             lastExit: try? store.lastExit(policy: entry.desired.name),
-            degraded: entry.engine.problems(of: entry.desired.name).nilIfEmpty)
+            degraded: entry.engine.problems(of: entry.desired.name).nilIfEmpty,
+            figures: entry.engine.figures(of: entry.desired.name).nilIfEmpty)
     }
 
     func record(_ type: EventRecord.EventType, policy: String?, _ summary: String) {
