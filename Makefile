@@ -76,14 +76,16 @@ run: build
 # Three phases: the live-kernel tests block Swift concurrency's small
 # cooperative pool (2 threads on 2 cores) for seconds at a time while they
 # wait for the kernel, which would starve the control-socket tests' timing
-# checks if both ran in one process at once. The watchdog's live suite runs
-# last and alone: it turns zram swap on, which would keep other suites'
-# memcgs from running out of memory.
+# checks if both ran in one process at once. The watchdog's and the tiering
+# sensors' live suites run last, each alone: they turn zram swap on, which
+# would keep other suites' memcgs from running out of memory, and both need
+# /dev/zram0.
 test: build
 	swift build --build-tests
 	swift test --skip-build --skip LiveKernelTests
-	swift test --skip-build --filter LiveKernelTests --skip WatchdogEndToEndTests
+	swift test --skip-build --filter LiveKernelTests --skip 'WatchdogEndToEndTests|TieringSensorTests'
 	swift test --skip-build --filter WatchdogEndToEndTests
+	swift test --skip-build --filter TieringSensorTests
 
 # The fault-injection suites alone (they also run in `make test`): a stopped
 # daemon, a locked, damaged or full state store, planted symbolic links and

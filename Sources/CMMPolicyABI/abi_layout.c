@@ -30,6 +30,8 @@ _Static_assert(sizeof(struct mmpolicy_tiering_ops) == 40, "mmpolicy_tiering_ops 
 _Static_assert(sizeof(struct mmpolicy_tier_proc) == 64, "mmpolicy_tier_proc layout");
 _Static_assert(sizeof(struct mmpolicy_tier_region_key) == 16, "mmpolicy_tier_region_key layout");
 _Static_assert(sizeof(struct mmpolicy_tier_region) == 64, "mmpolicy_tier_region layout");
+_Static_assert(sizeof(struct mmpolicy_tier_write) == 40, "mmpolicy_tier_write layout");
+_Static_assert(offsetof(struct mmpolicy_tier_write, result) == 32, "mmpolicy_tier_write result offset");
 _Static_assert(MMPOLICY_KIND_TEST_FIRST > MMPOLICY_KIND_MEMNICE && MMPOLICY_KIND_TEST_LAST >= MMPOLICY_KIND_TEST_FIRST,
 	       "test kind ids are outside the in-tree kinds");
 

@@ -4,10 +4,12 @@
 //   mmpolicy-workload grow --rate 50M [--max 1G] [--initial 16M] [--cgroup DIR] [--oom-score-adj N]
 //   mmpolicy-workload idle --count 20 [--rss 256K] [--cgroup DIR] [--oom-score-adj N]
 //   mmpolicy-workload thrash --rss 128M [--cgroup DIR] [--oom-score-adj N]
+//   mmpolicy-workload hotcold --hot 16M --cold 48M [--interval-ms 10] [--untouched] [--cgroup DIR] [--oom-score-adj N]
 //
 // Every workload first joins --cgroup and sets --oom-score-adj, so the memory
 // it then allocates is charged there. Once its memory is resident it prints one
-// line on stdout, "ready <pid>" (idle: "ready"), and then runs until killed.
+// line on stdout, "ready <pid>" (idle: "ready"; hotcold adds where its memory
+// is), and then runs until killed.
 // Memory is anonymous, private and touched one page (4 KiB) at a time with a
 // distinct non-zero value, so it is really resident (no zero page) and KSM
 // finds nothing to merge. SIZE is bytes with an optional K, M or G suffix
@@ -18,12 +20,15 @@
 import ArgumentParser
 import Glibc
 
-@main
+// Top-level code rather than @main: the target has more than one file (a
+// module with @main cannot have a main.swift), and this is its entry point.
+Workload.main()
+
 struct Workload: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mmpolicy-workload",
         abstract: "Memory workloads for mmpolicy's live-kernel tests and benchmarks.",
-        subcommands: [Hold.self, Grow.self, Idle.self, Thrash.self]
+        subcommands: [Hold.self, Grow.self, Idle.self, Thrash.self, HotCold.self]
     )
 
     /// ParsableCommand.main(), except that an error is one line, without the usage.

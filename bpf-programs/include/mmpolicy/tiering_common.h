@@ -135,13 +135,18 @@ struct mmpolicy_tiering_ops {
 
 struct mmpolicy_tier_proc {
 	__u64 cgroup_id; /* set by the daemon: the memory cgroup the process is in */
-	__u64 faults; /* user page faults, first touches and swap-ins alike */
-	__u64 swapins; /* major faults: pages read back (from the slow tier) */
-	__u64 anon_pages; /* resident anonymous pages (rss_stat MM_ANONPAGES) */
-	__u64 swap_pages; /* swapped-out pages (rss_stat MM_SWAPENTS) */
+	__u64 faults; /* user page faults (user mode), first touches and swap-ins alike */
+	/*
+	 * major faults (PGMAJFAULT) in the process's threads: swap-ins, and
+	 * file pages read from disk at fault time; also those taken in kernel
+	 * mode (a read(2) into swapped-out memory), which no region gets
+	 */
+	__u64 swapins;
+	__u64 anon_pages; /* set by the daemon each interval: resident anonymous pages (RssAnon) */
+	__u64 swap_pages; /* set by the daemon each interval: swapped-out pages (VmSwap) */
 	__u64 demoted_bytes; /* set by the daemon: bytes it paged out, in total */
-	__u64 refaults; /* swap-ins in regions the daemon demoted */
-	__u64 last_fault_ns;
+	__u64 refaults; /* swap-ins in regions the daemon demoted (the regions' refaults, summed) */
+	__u64 last_fault_ns; /* bpf_ktime_get_ns() of the last user fault */
 };
 
 /*
@@ -165,14 +170,58 @@ struct mmpolicy_tier_region_key {
 
 struct mmpolicy_tier_region {
 	__u64 faults; /* user page faults in the region */
-	__u64 swapins; /* of which swap-ins (major faults) */
-	__u64 first_fault_ns;
-	__u64 last_fault_ns;
+	__u64 swapins; /* of which major faults (swap-ins; file page-ins in file mappings) */
+	__u64 first_fault_ns; /* when the sensors made the entry; 0 if the daemon did (seeded, demoted) */
+	__u64 last_fault_ns; /* the last fault; for a seeded entry, when it was seeded */
 	__u64 demoted_ns; /* set by the daemon when it paged the region out; 0 = never */
 	__u64 demotions; /* set by the daemon: how many times */
 	__u64 refaults; /* swap-ins since the last demotion (sensors; the daemon zeroes it on demotion) */
 	__u32 flags; /* MMPOLICY_TIER_REGION_* */
 	__u32 compressed_permille; /* set by the daemon: sampled compressed / original x 1000; 0 = not sampled */
+};
+
+/*
+ * The daemon's writes into the sensors' maps. The sensors count with atomic
+ * adds into map values in place; a write from user space
+ * (bpf_map_update_elem) would replace the whole value and lose what they add
+ * meanwhile. So the daemon writes through the sensors' own SEC("syscall")
+ * program `tier_write` (MMPOLICY_TIER_WRITE_PROG), run with BPF_PROG_RUN on a
+ * struct mmpolicy_tier_write: it changes only the fields its op names, in
+ * place. Only the sensors object has the program; policies only read.
+ */
+#define MMPOLICY_TIER_WRITE_PROG "tier_write"
+
+enum mmpolicy_tier_write_op {
+	/* procs[tgid]: made zeroed with cgroup_id = value; if it exists, only cgroup_id = value */
+	MMPOLICY_TIER_WRITE_TRACK = 1,
+	/* procs[tgid]: anon_pages = value, swap_pages = value2 */
+	MMPOLICY_TIER_WRITE_RESIDENCY = 2,
+	/* procs[tgid]: demoted_bytes += value */
+	MMPOLICY_TIER_WRITE_ADD_DEMOTED = 3,
+	/* regions[tgid, region]: demoted_ns = value, demotions += 1, refaults = 0 (made if missing) */
+	MMPOLICY_TIER_WRITE_DEMOTED = 4,
+	/* regions[tgid, region]: made with last_fault_ns = value if missing, else left alone */
+	MMPOLICY_TIER_WRITE_SEED = 5,
+	/*
+	 * regions[tgid, region]: compressed_permille = value, and
+	 * MMPOLICY_TIER_REGION_INCOMPRESSIBLE set if value > 900, else cleared (made if missing)
+	 */
+	MMPOLICY_TIER_WRITE_COMPRESSIBILITY = 6,
+};
+
+struct mmpolicy_tier_write {
+	__u32 op; /* enum mmpolicy_tier_write_op */
+	__u32 tgid;
+	__u64 region; /* for region ops: address >> MMPOLICY_TIER_REGION_SHIFT */
+	__u64 value;
+	__u64 value2;
+	/*
+	 * Output: 0 done; 1 nothing to do (SEED: the region had an entry);
+	 * -ENOENT the process is not tracked (process ops); -E2BIG the procs map
+	 * is full (TRACK); -EINVAL unknown op; another -errno from the map.
+	 */
+	__s32 result;
+	__u32 _pad;
 };
 
 #endif /* MMPOLICY_TIERING_COMMON_H */
