@@ -189,8 +189,8 @@ import Glibc
     func pageOutAll(_ work: HotColdWorkload) throws -> [Bool] {
         var swapped: [Bool] = []
         for _ in 0..<3 {
-            try RemoteMemory.onEachCPU { try RemoteMemory.pageOut(pid: work.pid, start: work.cold.start, bytes: work.cold.bytes) }
-            swapped = try RemoteMemory.swappedPages(pid: work.pid, start: work.cold.start, bytes: work.cold.bytes)
+            try SensorTestMemory.onEachCPU { try SensorTestMemory.pageOut(pid: work.pid, start: work.cold.start, bytes: work.cold.bytes) }
+            swapped = try SensorTestMemory.swappedPages(pid: work.pid, start: work.cold.start, bytes: work.cold.bytes)
             if !swapped.contains(false) { break }
         }
         return swapped
@@ -326,7 +326,7 @@ struct TierReadContext {
 
 /// process_madvise(2) and /proc/PID/pagemap for these tests: paging another
 /// process's memory out and seeing which of its pages are in swap.
-enum RemoteMemory {
+enum SensorTestMemory {
     private typealias Syscall = @convention(c) (Int, Int, Int, Int, Int, Int) -> Int
     // glibc's `syscall` is variadic; on x86_64 and aarch64 it only moves integer registers.
     private static let syscall = unsafeBitCast(dlsym(nil, "syscall")!, to: Syscall.self)

@@ -65,7 +65,7 @@ private func expectMessage(_ error: ManifestError, contains parts: [String], sou
     }
 }
 
-private let kindList = "\"oom\", \"readahead\", \"ksm\""
+private let kindList = "\"oom\", \"tiering\", \"readahead\", \"ksm\""
 
 // MARK: - Parsing
 
@@ -743,11 +743,11 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\""
     }
 
     @Test func anUnregisteredKindIsRefusedWithTheKnownList() throws {
-        let error = try #require(failure(kind: "tiering", ""))
+        let error = try #require(failure(kind: "memnice", ""))
         #expect(error.key == "kind")
-        #expect(error.reason == .invalidValue(expected: "one of \"oom\", \"tuned\", \"plain\"", found: "string \"tiering\""))
+        #expect(error.reason == .invalidValue(expected: "one of \"oom\", \"tiering\", \"tuned\", \"plain\"", found: "string \"memnice\""))
         // Before the kind is known, any registered kind's section passes the key check, so the kind is what is reported.
-        let withSection = try #require(failure(kind: "tiering", "[tuning]\nlevel = 1"))
+        let withSection = try #require(failure(kind: "memnice", "[tuning]\nlevel = 1"))
         #expect(withSection.key == "kind")
         let none = ManifestError.self
         #expect(throws: none) {
@@ -760,15 +760,16 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\""
 @Suite struct KindRegistryTests {
     @Test func looksUpByNameAndABIIDAndRefusesUnknownKindsWithTheKnownList() throws {
         let registry = KindRegistry.builtIn
-        #expect(registry.kinds == [.oom])
+        #expect(registry.kinds == [.oom, .tiering])
         #expect(registry.definition(for: .oom)?.abiID == OOMKind().abiID)
         #expect(registry.definition(abiID: OOMKind().abiID)?.kind == .oom)
         #expect(registry.definition(abiID: 999) == nil)
-        #expect(throws: UnknownKindError(kind: "ksm", known: [.oom])) { try registry.require(PolicyKind(rawValue: "ksm")) }
-        #expect(UnknownKindError(kind: "ksm", known: [.oom]).description
-                == "policy kind 'ksm' is not one this mmpolicy runs; known kinds: oom")
+        #expect(registry.definition(abiID: TieringKind().abiID)?.kind == .tiering)
+        #expect(throws: UnknownKindError(kind: "ksm", known: [.oom, .tiering])) { try registry.require(PolicyKind(rawValue: "ksm")) }
+        #expect(UnknownKindError(kind: "ksm", known: [.oom, .tiering]).description
+                == "policy kind 'ksm' is not one this mmpolicy runs; known kinds: oom, tiering")
         let added = registry.adding(TestKind("ksm", abiID: 102))
-        #expect(added.kinds.map(\.rawValue) == ["oom", "ksm"])
+        #expect(added.kinds.map(\.rawValue) == ["oom", "tiering", "ksm"])
         #expect(try added.require(PolicyKind(rawValue: "ksm")).abiID == 102)
         #expect(added.adding(TestKind("ksm", abiID: 103)).definition(abiID: 103) != nil, "adding replaces a kind of the same name")
     }
@@ -806,11 +807,11 @@ private let kindList = "\"oom\", \"readahead\", \"ksm\""
         let registry = KindRegistry.builtIn.adding(TestKind("plain", abiID: 202))
         let lines = GuardTable.markdown(kinds: registry).split(separator: "\n")
         #expect(lines.count == 2 + GuardTable.shared.count + OOMKind().guards.count)
-        #expect(lines[0].contains("| default | oom | plain | why |"))
+        #expect(lines[0].contains("| default | oom | tiering | plain | why |"))
         let kills = lines.first { $0.hasPrefix("| `max_kills_per_minute` |") } ?? ""
-        #expect(kills.contains("| - | 6 | - |"), "the oom-only guard: no shared default, oom 6, not for plain: \(kills)")
+        #expect(kills.contains("| - | 6 | - | - |"), "the oom-only guard: no shared default, oom 6, not for tiering or plain: \(kills)")
         let fallbacks = lines.first { $0.hasPrefix("| `max_consecutive_fallbacks` |") } ?? ""
-        #expect(fallbacks.contains("| off | 3 | off |"), "\(fallbacks)")
+        #expect(fallbacks.contains("| off | 3 | off | off |"), "\(fallbacks)")
         #expect(fallbacks.contains("oom: 3. Three OOMs"), "the kind's reason is beside the shared one")
     }
 }
