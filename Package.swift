@@ -26,6 +26,11 @@ let package = Package(
             pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(name: "CMMPolicyABI"),
         .target(
             name: "BPFKit",
@@ -34,7 +39,7 @@ let package = Package(
         .target(
             name: "MMPolicyCore",
             dependencies: [
-                "BPFKit", "CMMPolicyABI",
+                "BPFKit", "CMMPolicyABI", "CZlib",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]

@@ -269,6 +269,9 @@ struct StatusCommand: ParsableCommand {
             for reason in p.degraded ?? [] { lines.append("  \(p.name) is DEGRADED, not wholly \(p.mode): \(reason)") }
         }
         for p in policies {
+            if let figures = p.figures { lines.append("  \(p.name): " + figures.map(\.text).joined(separator: ", ")) }
+        }
+        for p in policies {
             if let last = p.lastDecision { lines.append("  \(p.name) last decision \(formatTime(last.timeNs)): \(last.summary)") }
         }
         lines.append("watchdog, last window:")

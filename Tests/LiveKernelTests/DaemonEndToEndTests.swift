@@ -139,6 +139,23 @@ struct DaemonEndToEndTests {
         _ = (small, grower)
     }
 
+    @Test func twoLoadsOfOneNameAtOnceLoadItOnce() async throws {
+        let daemon = try DaemonProcess()
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 128 * Self.mib)
+        let arguments = ["load", "oom_largest", "--name", "twice", "--scope", memcg.path, "--mode", "enforce", "--socket", daemon.socket]
+        let cli = TestPaths.product("mmpolicy")
+        async let first = Task.detached { try runCommand(cli, arguments) }.value
+        async let second = Task.detached { try runCommand(cli, arguments) }.value
+        let results = try await [first, second]
+        #expect(results.filter { $0.status == 0 }.count == 1, "exactly one load succeeds: \(results.map(\.output))")
+        let refused = try #require(results.first { $0.status != 0 })
+        #expect(refused.output.contains("being loaded by another request") || refused.output.contains("already loaded"), "\(refused.output)")
+        let status = try daemon.cli(["status", "--json"]).output
+        #expect(status.components(separatedBy: "\"name\" : \"twice\"").count == 2, "one policy named twice: \(status)")
+        #expect(daemon.stop() == 0)
+        #expect(try !oomKillDisable(memcg), "nothing left changed")
+    }
+
     @Test func sigtermRestoresKnobsAndARestartKeepsThePolicySet() throws {
         let daemon = try DaemonProcess()
         let memcg = try TemporaryMemcg(prefix: "mmpolicy-e2e", limitBytes: 200 * Self.mib)

@@ -121,6 +121,35 @@ import Glibc
         _ = stats
     }
 
+    @Test func eventsAFullRingBufferCannotTakeAreCounted() throws {
+        // No rate limit: every memcg reclaim hit is an event or a drop.
+        let sensors = try openSensors(minIntervalNs: 0)
+        let stats = try BPFStatsSession()
+        let scratch = try ScratchDirectory(prefix: Self.prefix)
+        let file = scratch.path + "/cache"
+        let made = try runCommand("/bin/dd", ["if=/dev/zero", "of=\(file)", "bs=1M", "count=200", "oflag=direct", "status=none"])
+        try #require(made.status == 0, "dd: \(made.output)")
+        let memcg = try TemporaryMemcg(prefix: Self.prefix, limitBytes: 64 * Self.mib)
+        let program = try #require(sensors.object.program(named: "sensor_memcg_reclaim"))
+        let runsBefore = try program.info().runCount
+        let dropsBefore = sensors.droppedEvents(of: .memcgReclaim)
+        let eventsBefore = try sensors.drain().filter { $0.kind == .memcgReclaim }.count
+        let reader = try ChildProcess("/bin/sh", ["-c", "echo $$ > \(memcg.path)/cgroup.procs && echo ready && while :; do cat \(file) > /dev/null; done"])
+        // Nothing drains the ring while reclaim runs: it fills.
+        let deadline = monotonicNanoseconds() + 20_000_000_000
+        while sensors.droppedEvents(of: .memcgReclaim) == dropsBefore, monotonicNanoseconds() < deadline { usleep(100_000) }
+        kill(reader.pid, SIGKILL)
+        usleep(200_000)
+        let runs = try program.info().runCount - runsBefore
+        let drained = try sensors.drain().filter { $0.kind == .memcgReclaim }.count + eventsBefore
+        let dropped = sensors.droppedEvents(of: .memcgReclaim) - dropsBefore
+        print("ring buffer full: \(runs) memcg reclaim hits, \(drained) events read, \(dropped) dropped")
+        #expect(dropped > 0, "20 s of reclaim without draining fills a 256 KiB ring buffer (\(runs) hits)")
+        #expect(UInt64(drained) + dropped >= runs && UInt64(drained) + dropped <= runs + UInt64(eventsBefore),
+                "every hit is an event or a counted drop: \(drained) + \(dropped) vs \(runs)")
+        _ = (reader, stats)
+    }
+
     @Test func memcgReclaimIsReportedWithItsMemcgAndRateLimited() throws {
         let interval: UInt64 = 50_000_000
         let sensors = try openSensors(minIntervalNs: interval)

@@ -40,3 +40,15 @@ struct OOMHoldBoardTests {
         #expect(board.onset(of: "/m/job", before: 10) == 5, "a handover says when its OOM began")
     }
 }
+
+/// How a kind's status figures read.
+struct KindFigureTests {
+    @Test func figuresReadInTheirUnits() {
+        #expect(KindFigure("demoted", 512 * 1_048_576, unit: "bytes").text == "demoted 512.0 MiB")
+        #expect(KindFigure("saved", 3 * 1_073_741_824 / 2, unit: "bytes").text == "saved 1.5 GiB")
+        #expect(KindFigure("saved", -2048, unit: "bytes").text == "saved -2.0 KiB")
+        #expect(KindFigure("stored", 100, unit: "bytes").text == "stored 100 B")
+        #expect(KindFigure("refaulted pages", 12, unit: "count").text == "refaulted pages 12")
+        #expect(KindFigure("compression", 3.1, unit: "ratio").text == "compression 3.10x")
+    }
+}

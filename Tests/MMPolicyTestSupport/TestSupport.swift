@@ -263,43 +263,105 @@ public final class ScratchDirectory {
     }
 }
 
-/// zram swap for a test: /dev/zram0 sized, formatted and swapped on, and
-/// swapped off and reset when released, even if the test fails. Refuses a
-/// zram0 that is already in use (someone else's swap is not ours to reset).
+/// zram swap for a test: a zram device sized, formatted and swapped on, and
+/// swapped off and reset when released, even if the test fails.
+///
+/// By default it takes /dev/zram0 and refuses it when it is already in use
+/// (someone else's swap is not ours to reset). `ownDevice: true` creates a
+/// device for this test alone (/sys/class/zram-control/hot_add, Linux 4.2)
+/// and removes it on release (hot_remove), so that suites running at the
+/// same time (the watchdog's and tiering's) do not fight over zram0.
+/// `priority` is swapon's -p: swap goes to the highest priority first, so a
+/// test that counts what its own device stores gives it the highest one.
+/// Swap is global: with several areas on, any process's pages may land on
+/// any of them.
 public final class ZramSwap {
-    public static let device = "/dev/zram0"
-    static let sysfs = "/sys/block/zram0"
+    /// "/dev/zramN".
+    public let device: String
+    /// "zramN".
+    public let name: String
+    let sysfs: String
+    /// True when this object created the device (hot_add) and removes it.
+    let ownsDevice: Bool
+    /// True once the device is ours to swap off and reset. A class's deinit
+    /// also runs when its init throws after setting every stored property,
+    /// so without this a refused zram0 (someone else's swap) would be reset.
+    private var claimed = false
 
-    public init(sizeBytes: UInt64) throws {
-        guard access(Self.sysfs, F_OK) == 0 else { throw ZramSwapError.unavailable("no \(Self.sysfs): this kernel has no zram device") }
-        let swaps = (try? readFile("/proc/swaps")) ?? ""
-        let size = (try? readFile(Self.sysfs + "/disksize")).map { $0.split(whereSeparator: \.isWhitespace).first.map(String.init) ?? "" } ?? "?"
-        guard !swaps.contains(Self.device), size == "0" else {
-            throw ZramSwapError.unavailable("\(Self.device) is in use (disksize \(size)); swapoff it and `echo 1 > \(Self.sysfs)/reset`")
+    static let control = "/sys/class/zram-control"
+
+    public init(sizeBytes: UInt64, ownDevice: Bool = false, priority: Int? = nil) throws {
+        if ownDevice {
+            guard access(Self.control + "/hot_add", R_OK) == 0 else {
+                throw ZramSwapError.unavailable("no \(Self.control)/hot_add: this kernel cannot add zram devices (needs Linux 4.2 and the zram module)")
+            }
+            let text = (try? readFile(Self.control + "/hot_add")) ?? ""
+            guard let number = text.split(whereSeparator: \.isWhitespace).first.flatMap({ Int($0) }) else {
+                throw ZramSwapError.unavailable("reading \(Self.control)/hot_add gave '\(text)', not a device number")
+            }
+            name = "zram\(number)"
+        } else {
+            name = "zram0"
         }
-        try writeFile(Self.sysfs + "/disksize", String(sizeBytes))
-        for (tool, arguments) in [("/sbin/mkswap", [Self.device]), ("/sbin/swapon", [Self.device])] {
-            let result = try runCommand(tool, arguments)
-            guard result.status == 0 else {
-                reset()
-                throw ZramSwapError.unavailable("\(tool) \(arguments.joined(separator: " ")) failed: \(result.output)")
+        device = "/dev/" + name
+        sysfs = "/sys/block/" + name
+        ownsDevice = ownDevice
+        claimed = ownDevice
+        guard access(sysfs, F_OK) == 0 else {
+            release()
+            throw ZramSwapError.unavailable("no \(sysfs): this kernel has no zram device")
+        }
+        if !ownDevice {
+            let swaps = (try? readFile("/proc/swaps")) ?? ""
+            let size = (try? readFile(sysfs + "/disksize")).map { $0.split(whereSeparator: \.isWhitespace).first.map(String.init) ?? "" } ?? "?"
+            guard !swaps.contains(device + " "), size == "0" else {
+                throw ZramSwapError.unavailable("\(device) is in use (disksize \(size)); swapoff it and `echo 1 > \(sysfs)/reset`")
+            }
+            claimed = true
+        }
+        do {
+            try writeFile(sysfs + "/disksize", String(sizeBytes))
+        } catch {
+            release()
+            throw ZramSwapError.unavailable("writing \(sizeBytes) to \(sysfs)/disksize failed: \(error)")
+        }
+        let swapon = priority.map { ["-p", String($0), device] } ?? [device]
+        for (tool, arguments) in [("/sbin/mkswap", [device]), ("/sbin/swapon", swapon)] {
+            let result = try? runCommand(tool, arguments)
+            guard result?.status == 0 else {
+                release()
+                throw ZramSwapError.unavailable("\(tool) \(arguments.joined(separator: " ")) failed: \(result?.output ?? "could not start it")")
             }
         }
     }
 
-    /// Swaps off and resets. swapoff fails while pages it must bring back
-    /// cannot be charged (a test's memcg at its limit), so it is retried for
-    /// a while as the test's processes die and their memcgs go.
-    private func reset() {
+    /// The device's mm_stat: what it stores and what that costs.
+    public func stats() throws -> ZramStats { try ZramStats.read(device: name) }
+
+    /// Swaps off, resets, and removes a device of our own. swapoff fails
+    /// while pages it must bring back cannot be charged (a test's memcg at
+    /// its limit), so it is retried for a while as the test's processes die
+    /// and their memcgs go.
+    private func release() {
+        guard claimed else { return }
+        claimed = false
+        let active = { ((try? readFile("/proc/swaps")) ?? "").contains(self.device + " ") }
         for _ in 0..<100 {
-            let off = (try? runCommand("/sbin/swapoff", [Self.device]))?.status == 0
-            if off || !((try? readFile("/proc/swaps")) ?? "").contains(Self.device) { break }
+            let off = (try? runCommand("/sbin/swapoff", [device]))?.status == 0
+            if off || !active() { break }
             usleep(100_000)
         }
-        try? writeFile(Self.sysfs + "/reset", "1")
+        try? writeFile(sysfs + "/reset", "1")
+        guard ownsDevice, !active() else { return }
+        let number = name.dropFirst("zram".count)
+        for _ in 0..<50 {
+            // EBUSY while something still holds the device open (swapoff's last references, udev).
+            if (try? writeFile(Self.control + "/hot_remove", String(number))) != nil || access(sysfs, F_OK) != 0 { return }
+            usleep(100_000)
+        }
     }
 
-    deinit { reset() }
+    deinit { release() }
 }
 
 public enum ZramSwapError: Error, CustomStringConvertible {

@@ -129,6 +129,9 @@ public protocol KindEngine: AnyObject, Sendable {
     /// of its maps with such a name is made that map (``BPFMap/reuse(fd:)``),
     /// so policies read what the engine's sensors count. Empty by default.
     var sharedMaps: [String: Int32] { get }
+    /// What attached policy `name` has done, in the kind's own figures, for
+    /// `status` (e.g. bytes moved); empty by default. Cheap, never blocks.
+    func figures(of name: String) -> [KindFigure]
 }
 
 extension KindEngine {
@@ -136,4 +139,6 @@ extension KindEngine {
     public func problems(of name: String) -> [String] { [] }
     /// A kind without maps of its own to share shares none.
     public var sharedMaps: [String: Int32] { [:] }
+    /// A kind without figures of its own reports none.
+    public func figures(of name: String) -> [KindFigure] { [] }
 }

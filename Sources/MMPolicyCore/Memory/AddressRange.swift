@@ -18,12 +18,39 @@ public struct AddressRange: Sendable, Equatable, Hashable, Codable {
     public var length: UInt64 { end - start }
 
     /// The parts of this range inside `ranges` (sorted, not overlapping), in their order.
+    /// Finds the first candidate by binary search: O(log n + parts), so that
+    /// clipping many ranges against a map of tens of thousands of mappings stays cheap.
     public func clipped(to ranges: [AddressRange]) -> [AddressRange] {
-        ranges.compactMap { m in
-            let s = max(start, m.start), e = min(end, m.end)
-            return s < e ? AddressRange(start: s, end: e) : nil
+        var low = 0, high = ranges.count
+        while low < high {  // the first range that ends after `start`
+            let middle = (low + high) / 2
+            if ranges[middle].end <= start { low = middle + 1 } else { high = middle }
         }
+        var result: [AddressRange] = []
+        for m in ranges[low...] {
+            if m.start >= end { break }
+            let s = max(start, m.start), e = min(end, m.end)
+            if s < e { result.append(AddressRange(start: s, end: e)) }
+        }
+        return result
     }
+
+    /// `ranges` sorted by start, with overlapping and touching ranges joined
+    /// and empty ones dropped: the form `clipped(to:)` expects.
+    public static func merged(_ ranges: [AddressRange]) -> [AddressRange] {
+        var result: [AddressRange] = []
+        for range in ranges.sorted(by: { $0.start < $1.start }) where range.length > 0 {
+            if let last = result.last, range.start <= last.end {
+                result[result.count - 1].end = max(last.end, range.end)
+            } else {
+                result.append(range)
+            }
+        }
+        return result
+    }
+
+    /// "0x7f3a00000000-0x7f3a00200000", for errors and logs.
+    public var hexDescription: String { "0x\(String(start, radix: 16))-0x\(String(end, radix: 16))" }
 
     /// The first `bytes` of `ranges`, in order.
     public static func prefix(_ ranges: [AddressRange], bytes: UInt64) -> [AddressRange] {

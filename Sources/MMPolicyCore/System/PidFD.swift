@@ -124,6 +124,16 @@ public final class PidFD: Sendable {
     /// True once the process has exited (a zombie counts: its memory is gone).
     public var hasExited: Bool { pollOne(rawValue, events: Int16(POLLIN), timeoutMs: 0) & Int16(POLLIN) != 0 }
 
+    /// Throws ESRCH if the process has exited. Called after reading `what`
+    /// (a /proc/PID file, the process's memory) by pid: a process still
+    /// alive now was not reaped during the read, so its pid could not have
+    /// been reused, and what was read is this process's.
+    public func checkAlive(after what: String) throws(SystemCallError) {
+        guard hasExited else { return }
+        throw SystemCallError(operation: "read", target: what, errno: .noSuchProcess,
+                              fix: "Process \(pid) exited during the read; what was read is dropped, since its pid may already name another process.")
+    }
+
     /// Waits up to `timeoutMs` for the process to exit; true if it did.
     public func waitForExit(timeoutMs: Int32) -> Bool {
         pollOne(rawValue, events: Int16(POLLIN), timeoutMs: timeoutMs) & Int16(POLLIN) != 0

@@ -143,15 +143,19 @@ extension StringProtocol {
 
 /// Linux system calls that glibc's Swift module does not import (they live in
 /// headers Swift's Glibc map leaves out, or need the variadic `syscall`).
-/// The numbers of pidfd_open (434), pidfd_send_signal (424) and
-/// process_mrelease (448) are the same on every architecture: they come from
-/// the unified syscall table added in Linux 5.1.
+/// The numbers of pidfd_open (434), pidfd_send_signal (424),
+/// process_madvise (440) and process_mrelease (448) are the same on every
+/// architecture: they come from the unified syscall table added in Linux 5.1.
+/// process_vm_readv's number differs (310 on x86_64, 270 on aarch64), so
+/// glibc's wrapper is called instead.
 enum LinuxSyscall {
     static let pidfdSendSignal = 424
     static let pidfdOpen = 434
+    static let processMadvise = 440
     static let processMrelease = 448
 
-    private typealias Syscall = @convention(c) (Int, Int, Int, Int, Int) -> Int
+    private typealias Syscall = @convention(c) (Int, Int, Int, Int, Int, Int) -> Int
+    private typealias ProcessVMReadv = @convention(c) (Int32, UnsafeRawPointer?, UInt, UnsafeRawPointer?, UInt, UInt) -> Int
     private typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
     private typealias EventFDCreate = @convention(c) (UInt32, Int32) -> Int32
     private typealias Accept4 = @convention(c) (Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, Int32) -> Int32
@@ -166,10 +170,19 @@ enum LinuxSyscall {
     // prctl is variadic too (<sys/prctl.h> is not in Swift's Glibc map), and
     // its syscall number differs between architectures, so call glibc's.
     private static let prctlFunction: Prctl = unsafeBitCast(dlsym(nil, "prctl")!, to: Prctl.self)
+    // process_vm_readv is behind _GNU_SOURCE in glibc's Swift module.
+    private static let processVMReadvFunction: ProcessVMReadv = unsafeBitCast(dlsym(nil, "process_vm_readv")!, to: ProcessVMReadv.self)
 
     /// Returns the result, or -1 with `errno` set.
-    static func call(_ number: Int, _ a: Int = 0, _ b: Int = 0, _ c: Int = 0, _ d: Int = 0) -> Int {
-        syscallFunction(number, a, b, c, d)
+    static func call(_ number: Int, _ a: Int = 0, _ b: Int = 0, _ c: Int = 0, _ d: Int = 0, _ e: Int = 0) -> Int {
+        syscallFunction(number, a, b, c, d, e)
+    }
+
+    /// process_vm_readv(2): copies from `pid`'s memory (`remote` iovecs) into
+    /// ours (`local` iovecs). Bytes read, or -1 with `errno` set.
+    static func processVMReadv(_ pid: Int32, local: UnsafePointer<iovec>, _ localCount: Int,
+                               remote: UnsafePointer<iovec>, _ remoteCount: Int) -> Int {
+        processVMReadvFunction(pid, local, UInt(localCount), remote, UInt(remoteCount), 0)
     }
 
     static func eventfd(initialValue: UInt32, flags: Int32) -> Int32 {

@@ -239,11 +239,15 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
     /// on in a memcg because the knob journal could not be written). Absent
     /// when it is.
     public var degraded: [String]?
+    /// What the policy has done in its kind's own figures (e.g. tiering:
+    /// bytes demoted, memory saved). Absent when the kind reports none.
+    public var figures: [KindFigure]?
 
     public init(name: String, kind: String, scope: String, mode: String, objectPath: String, loadedNs: Int64,
                 uptimeSeconds: Double, decisions: DecisionCounts = DecisionCounts(), lastDecision: EventRecord? = nil,
                 bpfRunCount: UInt64 = 0, bpfRunTimeNs: UInt64 = 0, parameters: [ParameterOverride] = [],
-                watchdog: WatchdogPolicyStatus? = nil, lastExit: EventRecord? = nil, degraded: [String]? = nil) {
+                watchdog: WatchdogPolicyStatus? = nil, lastExit: EventRecord? = nil, degraded: [String]? = nil,
+                figures: [KindFigure]? = nil) {
         self.name = name
         self.kind = kind
         self.scope = scope
@@ -259,5 +263,6 @@ public struct PolicyStatus: Codable, Sendable, Equatable {
         self.watchdog = watchdog
         self.lastExit = lastExit
         self.degraded = degraded
+        self.figures = figures
     }
 }

@@ -42,6 +42,10 @@ public actor PolicyManager {
     /// Desired policies that failed to load at start-up, by name, until one
     /// loads or is unloaded (`status` shows them).
     private var failed: [String: FailedPolicy] = [:]
+    /// Names whose load is between its checks and its end: the actor runs
+    /// other requests while a load awaits its engine, so a second load of
+    /// the same name must be refused here, not found loaded later.
+    private var loading: Set<String> = []
 
     public init(configuration: DaemonConfiguration, store: StateStore, recorder: EventRecorder, engines: KindEngines,
                 watchdog: Watchdog, mount: MemoryCgroupMount?, logger: Logger) {
@@ -67,6 +71,10 @@ public actor PolicyManager {
         if let existing = loaded[name] {
             throw DaemonRequestError("policy '\(name)' is already loaded (scope \(existing.desired.scope), \(existing.desired.mode) mode). Unload it first (`mmpolicy unload \(name)`), or load this one under another name with --name.")
         }
+        guard loading.insert(name).inserted else {
+            throw DaemonRequestError("policy '\(name)' is being loaded by another request right now. Wait for it (`mmpolicy status`), or load this one under another name with --name.")
+        }
+        defer { loading.remove(name) }
         if request.force != true, let exit = try? store.lastExit(policy: name), let info = exit.exit,
            info.cooldownUntilNs > wallClockNanoseconds() {
             let left = Double(info.cooldownUntilNs - wallClockNanoseconds()) / 1e9
@@ -323,7 +331,8 @@ public actor PolicyManager {
             bpfRunCount: runCount, bpfRunTimeNs: runTime, parameters: entry.parameters,
             watchdog: watchdog.status(of: entry.desired.name, history: history),
             lastExit: try? store.lastExit(policy: entry.desired.name),
-            degraded: entry.engine.problems(of: entry.desired.name).nilIfEmpty)
+            degraded: entry.engine.problems(of: entry.desired.name).nilIfEmpty,
+            figures: entry.engine.figures(of: entry.desired.name).nilIfEmpty)
     }
 
     func record(_ type: EventRecord.EventType, policy: String?, _ summary: String) {

@@ -39,6 +39,12 @@ extension OOMEngineLoop {
                 }
             }
         } catch { environment.log("reading the OOM sensors failed: \(error)") }
+        // Lost events mean a kernel kill or a wake-up this engine never saw: say so when it happens.
+        let dropped = sensors.droppedEvents()
+        if dropped > reportedSensorDrops {
+            environment.log("the OOM sensors' ring buffer was full: \(dropped - reportedSensorDrops) event(s) lost (\(dropped) since start); kernel kills or reclaim wake-ups in that time were not seen")
+            reportedSensorDrops = dropped
+        }
         return wake
     }
 

@@ -87,6 +87,8 @@ final class OOMEngineLoop {
     var systemPSI: PSITrigger?
     var nextSystemCheckNs: UInt64 = 0
     var systemSettleUntilNs: UInt64 = 0
+    /// Sensor events lost to a full ring buffer that were already logged.
+    var reportedSensorDrops: UInt64 = 0
 
     init(engine: OOMEngine, loop: CommandLoop<OOMEngine.Command>) {
         self.engine = engine

@@ -127,6 +127,14 @@ public final class OOMSensors {
         return result
     }
 
+    /// Events lost so far because the ring buffer was full: of `kind`, or
+    /// of every kind (0 if the object predates the count).
+    public func droppedEvents(of kind: SensorEvent.Kind? = nil) -> UInt64 {
+        guard let drops = object.map(named: MMPOLICY_SENSOR_DROPS_MAP) else { return 0 }
+        let types = kind.map { [$0.rawValue] } ?? Array(0..<UInt32(MMPOLICY_SENSOR_EVENT_TYPES))
+        return types.reduce(0) { $0 + (((try? drops.lookup($1, as: UInt64.self)) ?? nil) ?? 0) }
+    }
+
     /// Runs and run time of each program, for the watchdog's BPF cost guard.
     /// Counted only while /proc/sys/kernel/bpf_stats_enabled is 1.
     public var programStats: [(name: String, runCount: UInt64, runTimeNs: UInt64)] {

@@ -15,6 +15,14 @@
 #include "common.bpf.h"
 #include "sensor_common.h"
 
+/* Events lost to a full ring buffer, per type (see sensor_common.h). __weak: one per object. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MMPOLICY_SENSOR_EVENT_TYPES);
+	__type(key, __u32);
+	__type(value, __u64);
+} sensor_drops SEC(".maps") __weak;
+
 /*
  * The memory cgroup of @task: its kernfs id, i.e. the directory inode of the
  * cgroup whose memory controller governs the task (on v2, the nearest
@@ -50,8 +58,8 @@ static __always_inline bool mmpolicy_rate_limit_pass(__u64 *last_ns, __u64 inter
  * NULL means the current task (cheaper: no probe reads). pid is its tgid,
  * comm its name, time_ns now; @value and @cgroup_id are the type's (see
  * enum mmpolicy_sensor_event_type; mmpolicy_task_memcg_id() gives the
- * cgroup). Returns false if the ring buffer is full: the event is lost, the
- * consumer is behind.
+ * cgroup). Returns false if the ring buffer is full: the event is lost (and
+ * counted in sensor_drops), the consumer is behind.
  */
 static __always_inline bool mmpolicy_sensor_emit(void *ringbuf, __u32 type, struct task_struct *task,
 						 __u64 value, __u64 cgroup_id)
@@ -59,8 +67,13 @@ static __always_inline bool mmpolicy_sensor_emit(void *ringbuf, __u32 type, stru
 	struct mmpolicy_sensor_event *e;
 
 	e = bpf_ringbuf_reserve(ringbuf, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		__u64 *drops = bpf_map_lookup_elem(&sensor_drops, &type);
+
+		if (drops)
+			__sync_fetch_and_add(drops, 1);
 		return false;
+	}
 	e->type = type;
 	e->time_ns = bpf_ktime_get_ns();
 	e->value = value;

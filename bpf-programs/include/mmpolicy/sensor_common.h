@@ -31,6 +31,14 @@ enum mmpolicy_sensor_event_type {
 };
 #define MMPOLICY_SENSOR_EVENT_TYPES 6 /* largest type + 1 */
 
+/*
+ * Events a sensor could not write because the ring buffer was full (the
+ * daemon is behind), per type: the __u64 array map MMPOLICY_SENSOR_DROPS_MAP
+ * (`sensor_drops`, MMPOLICY_SENSOR_EVENT_TYPES entries) that sensor.bpf.h
+ * declares. The daemon reads it and says when it grows.
+ */
+#define MMPOLICY_SENSOR_DROPS_MAP "sensor_drops"
+
 /* One record of the sensors' `events` ring buffer. */
 struct mmpolicy_sensor_event {
 	__u32 type; /* enum mmpolicy_sensor_event_type */
