@@ -106,6 +106,7 @@ bench: setup
 	.build/release/mmpolicy-bench oom
 	.build/release/mmpolicy-bench watchdog
 	.build/release/mmpolicy-bench soak
+	.build/release/mmpolicy-bench tiering-sensors
 
 clean:
 	rm -rf $(BUILD) .build

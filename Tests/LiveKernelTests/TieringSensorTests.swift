@@ -12,9 +12,9 @@ import Glibc
 /// The daemon's tiering sensors counting a real process's faults and
 /// swap-ins, per 2 MiB region, and the daemon's writes into their maps.
 ///
-/// The swap-in test turns zram swap on (/dev/zram0) for a few seconds: it
-/// runs alone (`make test` runs this suite in a phase of its own) and skips
-/// when /dev/zram0 is in use.
+/// The swap-in test turns zram swap on (a device of its own, hot-added) for
+/// a few seconds: `make test` runs this suite after the others, which it
+/// would otherwise let swap; it skips when no zram device can be added.
 @Suite(.serialized) struct TieringSensorTests {
     static let mib: UInt64 = 1 << 20
     static let pageSize: UInt64 = 4096
@@ -121,9 +121,10 @@ import Glibc
     /// 64 MiB paged out to zram and touched again: 16,384 swap-ins, each in
     /// its region; in the regions marked demoted, each also a refault.
     @Test func swapInsAreCountedExactlyInTheirRegionsAndAsRefaultsWhereDemoted() throws {
+        // A zram device of this test's own: suites running at the same time do not fight over zram0.
         let zram: ZramSwap
-        do { zram = try ZramSwap(sizeBytes: 256 * Self.mib) } catch let error as ZramSwapError {
-            try Test.cancel("needs /dev/zram0 as swap: \(error)")
+        do { zram = try ZramSwap(sizeBytes: 256 * Self.mib, ownDevice: true) } catch let error as ZramSwapError {
+            try Test.cancel("needs a zram device as swap: \(error)")
         }
         defer { withExtendedLifetime(zram) {} }
         // The workload goes before zram does (its swapped pages with it).
@@ -189,8 +190,8 @@ import Glibc
     func pageOutAll(_ work: HotColdWorkload) throws -> [Bool] {
         var swapped: [Bool] = []
         for _ in 0..<3 {
-            try SensorTestMemory.onEachCPU { try SensorTestMemory.pageOut(pid: work.pid, start: work.cold.start, bytes: work.cold.bytes) }
-            swapped = try SensorTestMemory.swappedPages(pid: work.pid, start: work.cold.start, bytes: work.cold.bytes)
+            try SensorTestPaging.onEachCPU { try SensorTestPaging.pageOut(pid: work.pid, start: work.cold.start, bytes: work.cold.bytes) }
+            swapped = try SensorTestPaging.swappedPages(pid: work.pid, start: work.cold.start, bytes: work.cold.bytes)
             if !swapped.contains(false) { break }
         }
         return swapped
@@ -326,7 +327,7 @@ struct TierReadContext {
 
 /// process_madvise(2) and /proc/PID/pagemap for these tests: paging another
 /// process's memory out and seeing which of its pages are in swap.
-enum SensorTestMemory {
+enum SensorTestPaging {
     private typealias Syscall = @convention(c) (Int, Int, Int, Int, Int, Int) -> Int
     // glibc's `syscall` is variadic; on x86_64 and aarch64 it only moves integer registers.
     private static let syscall = unsafeBitCast(dlsym(nil, "syscall")!, to: Syscall.self)

@@ -9,6 +9,9 @@
 //                     and decision-health guards), and its sampler's CPU cost.
 //   soak:             thousands of load/unload cycles: the daemon's memory,
 //                     descriptors, BPF objects and database before and after.
+//   tiering-sensors:  page-fault slowdown from the tiering sensors (detached,
+//                     attached untracked, tracked), ns per event, and the
+//                     time to list a full region map.
 import ArgumentParser
 
 @main
@@ -16,6 +19,6 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mmpolicy-bench",
         abstract: "Benchmarks of mmpolicy against the kernel and its peers.",
-        subcommands: [SelectBench.self, OOMBench.self, WatchdogBench.self, SoakBench.self],
+        subcommands: [SelectBench.self, OOMBench.self, WatchdogBench.self, SoakBench.self, TieringSensorsBench.self],
         defaultSubcommand: SelectBench.self)
 }

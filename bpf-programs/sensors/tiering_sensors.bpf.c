@@ -27,8 +27,9 @@
  * kernel build the event's record, which cost 2-5 points more of a
  * fault-only workload's time. The daemon attaches the programs only while
  * a tiering policy is loaded (bench/README.md, "Tiering sensors", has the
- * figures: ~6 % of a process that does nothing but fault, untracked, ~12 %
- * tracked; most of it is the three program dispatches per fault).
+ * figures: of a process that does nothing but fault, ~8 % untracked and
+ * ~13-15 % tracked, of which ~5 % is the kernel dispatching three programs
+ * per fault, whatever they do).
  *
  * Where it falls short:
  *   - "Is the last user fault the one being handled?": the kernel counts a
