@@ -13,21 +13,7 @@ import Glibc
 @Suite(.serialized) struct SystemInterfaceTests {
     static let mib: UInt64 = 1 << 20
 
-    static func milliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-    }
 
-    /// Polls `condition` every 5 ms for up to `timeoutMs`; returns the time it took, or nil.
-    static func waitUntil(timeoutMs: Int64, _ condition: () -> Bool) -> Int64? {
-        let start = milliseconds()
-        while true {
-            if condition() { return milliseconds() - start }
-            if milliseconds() - start > timeoutMs { return nil }
-            usleep(5_000)
-        }
-    }
 
     static func v1Mount() throws -> MemoryCgroupMount {
         let mount = try #require(MemoryCgroupMount.detect(), "no memory cgroup controller")
@@ -167,9 +153,9 @@ import Glibc
 
         let hog = try workload(["grow", "--initial", "16M", "--rate", "256M", "--max", "512M", "--cgroup", memcg.path])
         let pidfd = try PidFD(pid: hog.pid)
-        let start = Self.milliseconds()
+        let start = monotonicMilliseconds()
         #expect(notifier.wait(timeoutMs: 10_000), "no OOM notification within 10 s")
-        let notifiedAfter = Self.milliseconds() - start
+        let notifiedAfter = monotonicMilliseconds() - start
         #expect(notifier.consume() >= 1)
 
         let control = try group.oomControl()
@@ -185,7 +171,7 @@ import Glibc
         let late = try OOMNotifier(memcg: memcg.path)
         #expect(late.wait(timeoutMs: 100))
 
-        let killStart = Self.milliseconds()
+        let killStart = monotonicMilliseconds()
         try pidfd.sendSignal(SIGKILL)
         // The dying victim races process_mrelease: if it has not yet passed
         // exit_mm() the kernel reaps its mm here (.released); if it has, the
@@ -193,9 +179,9 @@ import Glibc
         // Anything else (EINVAL: not dying; EAGAIN) throws and fails the test.
         let release = try pidfd.releaseMemory()
         #expect(release == .released || release == .alreadyExited)
-        let released = Self.milliseconds() - killStart
+        let released = monotonicMilliseconds() - killStart
         // What matters: the OOM ends, and the victim is gone.
-        let cleared = Self.waitUntil(timeoutMs: 1000) { (try? group.oomControl().underOOM) == false }
+        let cleared = waitUntil(timeoutMs: 1000) { (try? group.oomControl().underOOM) == false }
         #expect(cleared != nil, "under_oom still set 1 s after the kill")
         #expect(pidfd.waitForExit(timeoutMs: 2000), "the victim has not exited 2 s after the kill")
         print("v1 OOM: notified \(notifiedAfter) ms after start; kill+mrelease \(released) ms (\(release == .released ? "released" : "already exited: ESRCH")); under_oom cleared after \(cleared.map(String.init) ?? "never") ms")
@@ -248,7 +234,7 @@ import Glibc
         try secondFD.sendSignal(SIGKILL)
         try secondFD.releaseMemory()
         #expect(secondFD.waitForExit(timeoutMs: 2000))
-        #expect(Self.waitUntil(timeoutMs: 1000) { (try? parentGroup.oomControl().underOOM) == false } != nil)
+        #expect(waitUntil(timeoutMs: 1000) { (try? parentGroup.oomControl().underOOM) == false } != nil)
         withExtendedLifetime((parent, first, second, onParent, onLeaf, onSibling)) {}
     }
 }

@@ -68,11 +68,11 @@ extension TieringPrimitivesTests {
         defer { Self.killAndWait(child) }
         let pidfd = try PidFD(pid: child.pid)
         if mode == "running" {  // until its first pass has made the memory resident
-            #expect(Self.waitUntil(timeoutMs: 30_000) { ((try? ProcessMemoryStatus.read(pidfd).rssAnonBytes) ?? 0) >= 250 * Self.mib } != nil)
+            #expect(waitUntil(timeoutMs: 30_000) { ((try? ProcessMemoryStatus.read(pidfd).rssAnonBytes) ?? 0) >= 250 * Self.mib } != nil)
         }
         if mode == "stopped" {
             kill(child.pid, SIGSTOP)
-            #expect(Self.waitUntil(timeoutMs: 5_000) { (try? ProcessSnapshot.read(pid: child.pid).state) == "T" } != nil)
+            #expect(waitUntil(timeoutMs: 5_000) { (try? ProcessSnapshot.read(pid: child.pid).state) == "T" } != nil)
         }
         let ranges = try ProcessMemoryMap.read(pidfd).anonymousRanges
         var outcome = MadviseOutcome()

@@ -73,21 +73,7 @@ extension TieringPrimitivesTests {
         _ = waitUntil(timeoutMs: 10_000) { !ProcessSnapshot.isAlive(pid: child.pid) }
     }
 
-    static func milliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-    }
 
-    /// Polls `condition` every 5 ms for up to `timeoutMs`; the time it took, or nil.
-    static func waitUntil(timeoutMs: Int64, _ condition: () -> Bool) -> Int64? {
-        let start = milliseconds()
-        while true {
-            if condition() { return milliseconds() - start }
-            if milliseconds() - start > timeoutMs { return nil }
-            usleep(5_000)
-        }
-    }
 
     /// SwapCached of /proc/meminfo, in bytes.
     static func swapCachedBytes() throws -> UInt64 {

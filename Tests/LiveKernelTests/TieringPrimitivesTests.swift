@@ -57,7 +57,7 @@ import Glibc
         let back = ProcessMadvise.advise(pidfd, ranges: map.anonymousRanges, advice: .willNeed)
         #expect(back.isComplete && back.bytes == map.anonymousBytes, "\(String(describing: back.error))")
         // Asynchronous: the pages land in the swap cache, not in the page tables.
-        let landed = Self.waitUntil(timeoutMs: 10_000) {
+        let landed = waitUntil(timeoutMs: 10_000) {
             ((try? Self.swapCachedBytes()) ?? 0) >= cachedBefore + demoted.swapBytes * 9 / 10
         }
         #expect(landed != nil, "the swap cache did not grow by 90 % of \(demoted.swapBytes) bytes")

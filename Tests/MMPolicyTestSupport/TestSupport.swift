@@ -378,3 +378,20 @@ extension String {
         return copy
     }
 }
+
+/// CLOCK_MONOTONIC in milliseconds, for tests that time the kernel.
+public func monotonicMilliseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+}
+
+/// Polls `condition` every 5 ms for up to `timeoutMs`; the milliseconds it took, or nil.
+public func waitUntil(timeoutMs: Int64, _ condition: () -> Bool) -> Int64? {
+    let start = monotonicMilliseconds()
+    while true {
+        if condition() { return monotonicMilliseconds() - start }
+        if monotonicMilliseconds() - start > timeoutMs { return nil }
+        usleep(5_000)
+    }
+}

@@ -24,11 +24,17 @@ final class TieringEngineLoop {
         var tracked: Set<Int32> = []
         /// When every tracked process's regions were last seeded (new mappings appear).
         var seededNs: UInt64 = 0
+        /// Processes in the scope that `[protect]` keeps out (looked at again with the reseed).
+        var excluded: Set<Int32> = []
+        /// When residency (RssAnon, VmSwap) was last read.
+        var residencyNs: UInt64 = 0
     }
 
     /// How often every tracked process's anonymous regions are seeded again
     /// (a new process's are seeded when it is first tracked).
     static let reseedIntervalNs: UInt64 = 30_000_000_000
+    /// How often every tracked process's resident and swapped bytes are read.
+    static let residencyIntervalNs: UInt64 = 5_000_000_000
 
     var policies: [String: Attached] = [:]
     var sensors: TieringSensors?
@@ -143,13 +149,25 @@ final class TieringEngineLoop {
     // MARK: processes
 
     /// Tells the sensors which processes policy `name` governs now: those
-    /// in its scope (system: every user process), not the daemon.
+    /// in its scope (system: every user process), not the daemon, not
+    /// protected. A process is looked at closely (its memory, its comm and
+    /// cgroup for `[protect]`) when it is new, and every process again every
+    /// ``reseedIntervalNs``; what is resident and swapped is read every
+    /// ``residencyIntervalNs``: a plan on a host of a thousand processes
+    /// stays cheap.
     func refreshProcesses(_ name: String) {
         guard var attached = policies[name], let sensors else { return }
+        let clock = monotonicNanoseconds()
+        let reseedAll = clock >= attached.seededNs + Self.reseedIntervalNs
+        if reseedAll { attached.excluded = [] }
+        let known = reseedAll ? Set<Int32>() : attached.tracked.union(attached.excluded)
+        let present = processes(in: attached.instance.scope, known: known)
         // A protected process is not tracked at all: the policy never sees
         // it (the validator still refuses any action naming it).
         let protect = attached.instance.protect
-        let now = Set(processes(in: attached.instance.scope).filter { !isProtected($0, by: protect) })
+        for pid in present where !known.contains(pid) && isProtected(pid, by: protect) { attached.excluded.insert(pid) }
+        attached.excluded.formIntersection(present)
+        let now = present.subtracting(attached.excluded)
         for pid in attached.tracked.subtracting(now) { untrack(pid, for: name) }
         for pid in now.subtracting(attached.tracked) where trackers[pid, default: []].isEmpty {
             let cgroupID = memoryCgroupID(of: pid)
@@ -161,8 +179,6 @@ final class TieringEngineLoop {
         for pid in now { trackers[pid, default: []].insert(name) }
         // Memory a process touched before it was tracked never faults again:
         // without an entry per region a policy could not see it at all.
-        let clock = monotonicNanoseconds()
-        let reseedAll = clock >= attached.seededNs + Self.reseedIntervalNs
         for pid in reseedAll ? now : now.subtracting(attached.tracked) {
             guard let map = try? ProcessMemoryMap.read(pid: pid) else { continue }
             let regions = Set(map.anonymousRanges.flatMap { Self.regions(of: $0) })
@@ -171,8 +187,11 @@ final class TieringEngineLoop {
             }
         }
         if reseedAll { attached.seededNs = clock }
+        let readResidency = clock >= attached.residencyNs + Self.residencyIntervalNs || now != attached.tracked
         attached.tracked = now
+        if readResidency { attached.residencyNs = clock }
         policies[name] = attached
+        guard readResidency else { return }
         // What is resident and what is swapped, from the kernel's own counters.
         var swapped: UInt64 = 0
         for pid in now {
@@ -192,17 +211,18 @@ final class TieringEngineLoop {
     }
 
     /// The processes a scope holds (system: every process with memory of
-    /// its own), without the daemon, at most the sensors' capacity.
-    func processes(in scope: ResolvedScope) -> [Int32] {
+    /// its own; only pids not in `known` are looked at), without the daemon,
+    /// at most the sensors' capacity.
+    func processes(in scope: ResolvedScope, known: Set<Int32>) -> Set<Int32> {
         let all: [Int32]
         if let path = scope.cgroupPath {
             all = CgroupTree.processes(under: path)
         } else {
             all = ProcessSnapshot.allPIDs().filter { pid in
-                pid > 1 && ((try? ProcessMemoryStatus.read(pid: pid))?.rssAnonBytes ?? 0) > 0
+                known.contains(pid) || (pid > 1 && ((try? ProcessMemoryStatus.read(pid: pid))?.rssAnonBytes ?? 0) > 0)
             }
         }
-        return Array(all.filter { $0 != environment.daemonPID }.prefix(Int(TieringSensors.maxProcesses)))
+        return Set(all.filter { $0 != environment.daemonPID }.prefix(Int(TieringSensors.maxProcesses)))
     }
 
     /// Whether `[protect]` names `pid`'s comm or a cgroup it is in.
