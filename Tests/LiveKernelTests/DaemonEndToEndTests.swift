@@ -23,9 +23,6 @@ struct DaemonEndToEndTests {
         try JSONDecoder().decode([EventRecord].self, from: Data(json.utf8))
     }
 
-    func decisions(_ daemon: DaemonProcess, policy: String) throws -> [DecisionRecord] {
-        try decode(daemon.events(["--policy", policy])).compactMap(\.decision)
-    }
 
     func oomKillDisable(_ memcg: TemporaryMemcg) throws -> Bool {
         try readFile(memcg.path + "/memory.oom_control").contains("oom_kill_disable 1")

@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import BPFKit
 import MMPolicyCore
 import MMPolicyTestSupport
@@ -210,3 +215,8 @@ func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows
 
 /// Whether process `pid` is gone (a zombie counts as gone).
 func isGone(_ pid: pid_t) -> Bool { !ProcessSnapshot.isAlive(pid: pid) }
+
+/// `policy`'s decisions as the daemon's audit trail has them (`events --json`), oldest first.
+func decisions(_ daemon: DaemonProcess, policy: String) throws -> [DecisionRecord] {
+    try JSONDecoder().decode([EventRecord].self, from: Data(daemon.events(["--policy", policy]).utf8)).compactMap(\.decision)
+}

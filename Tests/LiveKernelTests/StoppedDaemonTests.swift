@@ -24,9 +24,6 @@ import Glibc
 struct StoppedDaemonTests {
     static let mib: UInt64 = 1 << 20
 
-    func decisions(_ daemon: DaemonProcess, policy: String) throws -> [DecisionRecord] {
-        try JSONDecoder().decode([EventRecord].self, from: Data(daemon.events(["--policy", policy]).utf8)).compactMap(\.decision)
-    }
 
     func control(_ memcg: TemporaryMemcg) throws -> MemcgV1.OOMControl {
         try MemcgV1(path: memcg.path).oomControl()

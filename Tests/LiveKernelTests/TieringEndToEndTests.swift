@@ -54,9 +54,6 @@ struct TieringEndToEndTests {
         return status.policies.map(\.name)
     }
 
-    func decisions(_ daemon: DaemonProcess, policy: String) throws -> [DecisionRecord] {
-        try JSONDecoder().decode([EventRecord].self, from: Data(daemon.events(["--policy", policy]).utf8)).compactMap(\.decision)
-    }
 
     @Test func theColdSetGoesOutTheHotSetStaysAndProtectedMemoryIsNotTouched() throws {
         let zram = try ZramSwap(sizeBytes: 512 * Self.mib, ownDevice: true)

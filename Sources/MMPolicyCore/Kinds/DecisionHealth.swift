@@ -107,6 +107,12 @@ public final class DecisionHealthBoard: Sendable {
         }
     }
 
+    /// Counts `count` rejections within a decision already counted (a
+    /// plan carried out in part), without counting another decision.
+    public func addRejections(_ count: Int, for policy: String) {
+        entries.withLock { $0[policy]?.rejections += UInt64(max(0, count)) }
+    }
+
     /// Adds actions that happened in `policy`'s scope outside a decision
     /// (OOM: the kernel's killer acting in a scope the policy enforces).
     public func addActions(_ count: Int, for policy: String) {

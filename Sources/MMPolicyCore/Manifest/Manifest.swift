@@ -107,6 +107,18 @@ public struct ProtectList: Sendable, Equatable {
 
     /// Longest `comm` the kernel keeps (`TASK_COMM_LEN` - 1).
     public static let maxCommBytes = 15
+
+    /// The `cgroups` entry that covers cgroup directory `path`, if any. An
+    /// entry may be absolute or relative to the hierarchy's root (`mount`).
+    public func cgroupEntry(containing path: String, mount: MemoryCgroupMount?) -> String? {
+        let root = mount.map { $0.path.hasSuffix("/") ? String($0.path.dropLast()) : $0.path } ?? ""
+        for entry in cgroups {
+            let absolute = entry.hasPrefix("/") && (root.isEmpty || entry.hasPrefix(root + "/")) ? entry
+                : root + "/" + entry.drop(while: { $0 == "/" })
+            if CgroupTree.isWithin(path, absolute) { return entry }
+        }
+        return nil
+    }
 }
 
 /// A PSI trigger as the kernel takes it: "some|full STALL_US WINDOW_US".

@@ -60,6 +60,6 @@ extension OOMEngineLoop {
     static func contains(_ origin: String?, _ path: String?) -> Bool {
         guard let origin else { return true }
         guard let path else { return false }
-        return OOMVictimValidator.isWithin(path, origin)
+        return CgroupTree.isWithin(path, origin)
     }
 }

@@ -303,7 +303,7 @@ final class OOMEngineLoop {
         var best: OOMPolicyInstance?
         for policy in policies.values {
             guard let scope = policy.scope.cgroupPath, policy.scope.mount?.version == version,
-                  OOMVictimValidator.isWithin(path, scope) else { continue }
+                  CgroupTree.isWithin(path, scope) else { continue }
             if best == nil || scope.count > best!.scope.cgroupPath!.count { best = policy }
         }
         return best

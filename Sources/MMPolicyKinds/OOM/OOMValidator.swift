@@ -55,7 +55,7 @@ public struct OOMVictimValidator: Sendable {
         if let problem = protection(of: process) { return .failure(OOMRejection(problem)) }
         let cgroupPath = mount.flatMap { ProcessSnapshot.memoryCgroupPath(pid: pid, mount: $0) }
         if let scopePath {
-            guard let cgroupPath, Self.isWithin(cgroupPath, scopePath) else {
+            guard let cgroupPath, CgroupTree.isWithin(cgroupPath, scopePath) else {
                 return .failure(OOMRejection("pid \(pid) (\(process.comm)) is in \(cgroupPath ?? "no memory cgroup"), outside the scope \(scopePath)"))
             }
         }
@@ -97,16 +97,5 @@ public struct OOMVictimValidator: Sendable {
         return nil
     }
 
-    func protectedCgroup(containing path: String) -> String? {
-        let root = mount.map { $0.path.hasSuffix("/") ? String($0.path.dropLast()) : $0.path } ?? ""
-        for entry in protect.cgroups {
-            let absolute = entry.hasPrefix("/") && (root.isEmpty || entry.hasPrefix(root + "/")) ? entry
-                : root + "/" + entry.drop(while: { $0 == "/" })
-            if Self.isWithin(path, absolute) { return entry }
-        }
-        return nil
-    }
-
-    /// Whether directory `path` is `ancestor` or below it.
-    public static func isWithin(_ path: String, _ ancestor: String) -> Bool { CgroupTree.isWithin(path, ancestor) }
+    func protectedCgroup(containing path: String) -> String? { protect.cgroupEntry(containing: path, mount: mount) }
 }

@@ -102,10 +102,6 @@ extension TieringEngineLoop {
                 $0[name]?.promotedBytes += payload.promotedBytes
             }
         }
-        if let sensors {
-            let refaults = attached.tracked.reduce(UInt64(0)) { $0 + ((try? sensors.process(pid: $1))?.refaults ?? 0) }
-            engine.totals.withLock { $0[name]?.refaultedPages = refaults }
-        }
         let health: DecisionHealth.Event
         if done > 0 {
             record.outcome = instance.mode == .observe ? .observed : .carriedOut
@@ -117,7 +113,7 @@ extension TieringEngineLoop {
             health = .fallback
         }
         // A partly refused plan counts its refusals too (the watchdog's max_rejections).
-        if done > 0, refused > 0 { engine.health.count(.rejection, for: name) }
+        if done > 0, refused > 0 { engine.health.addRejections(1, for: name) }
         finish(name, record: record, payload: payload, health: health)
     }
 

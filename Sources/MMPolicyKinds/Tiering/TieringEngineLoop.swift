@@ -121,7 +121,8 @@ final class TieringEngineLoop {
                                          fix: "Fix [tiering] psi in the manifest (windows must be multiples of 2 s without CAP_SYS_RESOURCE)")
             }
         }
-        let validator = TieringValidator(daemonPID: environment.daemonPID, protect: instance.protect, settings: instance.settings)
+        let validator = TieringValidator(daemonPID: environment.daemonPID, protect: instance.protect, settings: instance.settings,
+                                         mount: environment.mount)
         let now = monotonicNanoseconds()
         policies[instance.name] = Attached(instance: instance, validator: validator, psi: psi,
                                            nextPlanNs: now + instance.intervalNs, lastPlanNs: now,
@@ -164,8 +165,7 @@ final class TieringEngineLoop {
         let present = processes(in: attached.instance.scope, known: known)
         // A protected process is not tracked at all: the policy never sees
         // it (the validator still refuses any action naming it).
-        let protect = attached.instance.protect
-        for pid in present where !known.contains(pid) && isProtected(pid, by: protect) { attached.excluded.insert(pid) }
+        for pid in present where !known.contains(pid) && isProtected(pid, by: attached.validator) { attached.excluded.insert(pid) }
         attached.excluded.formIntersection(present)
         let now = present.subtracting(attached.excluded)
         for pid in attached.tracked.subtracting(now) { untrack(pid, for: name) }
@@ -192,14 +192,19 @@ final class TieringEngineLoop {
         if readResidency { attached.residencyNs = clock }
         policies[name] = attached
         guard readResidency else { return }
-        // What is resident and what is swapped, from the kernel's own counters.
-        var swapped: UInt64 = 0
+        // What is resident and what is swapped, from the kernel's own
+        // counters, and what of the demoted memory came back (the sensors').
+        var swapped: UInt64 = 0, refaults: UInt64 = 0
         for pid in now {
+            refaults += ((try? sensors.process(pid: pid)) ?? nil)?.refaults ?? 0
             guard let status = try? ProcessMemoryStatus.read(pid: pid) else { continue }
             try? sensors.setResidency(pid: pid, anonBytes: status.rssAnonBytes, swapBytes: status.swapBytes)
             swapped += status.swapBytes
         }
-        engine.totals.withLock { $0[name]?.swappedBytes = swapped }
+        engine.totals.withLock {
+            $0[name]?.swappedBytes = swapped
+            $0[name]?.refaultedPages = refaults
+        }
     }
 
     func untrack(_ pid: Int32, for name: String) {
@@ -225,13 +230,12 @@ final class TieringEngineLoop {
         return Set(all.filter { $0 != environment.daemonPID }.prefix(Int(TieringSensors.maxProcesses)))
     }
 
-    /// Whether `[protect]` names `pid`'s comm or a cgroup it is in.
-    func isProtected(_ pid: Int32, by protect: ProtectList) -> Bool {
-        guard !protect.comms.isEmpty || !protect.cgroups.isEmpty else { return false }
-        if !protect.comms.isEmpty, let comm = try? ProcessSnapshot.read(pid: pid).comm, protect.comms.contains(comm) { return true }
-        guard !protect.cgroups.isEmpty, let mount = environment.mount,
-              let path = ProcessSnapshot.memoryCgroupPath(pid: pid, mount: mount) else { return false }
-        return protect.cgroups.contains { CgroupTree.isWithin(path, $0) }
+    /// Whether `[protect]` keeps `pid` out (the validator's rule).
+    func isProtected(_ pid: Int32, by validator: TieringValidator) -> Bool {
+        guard !validator.protect.comms.isEmpty || !validator.protect.cgroups.isEmpty,
+              let comm = try? ProcessSnapshot.read(pid: pid).comm else { return false }
+        let cgroup = environment.mount.flatMap { ProcessSnapshot.memoryCgroupPath(pid: pid, mount: $0) }
+        return validator.protection(of: pid, comm: comm, cgroup: cgroup) != nil
     }
 
     func memoryCgroupID(of pid: Int32) -> UInt64 {

@@ -16,11 +16,14 @@ public struct TieringValidator: Sendable {
     public var daemonPID: Int32
     public var protect: ProtectList
     public var settings: TieringSettings
+    /// The memory cgroup hierarchy, against which relative `[protect]` cgroups are read.
+    public var mount: MemoryCgroupMount?
 
-    public init(daemonPID: Int32, protect: ProtectList, settings: TieringSettings) {
+    public init(daemonPID: Int32, protect: ProtectList, settings: TieringSettings, mount: MemoryCgroupMount? = nil) {
         self.daemonPID = daemonPID
         self.protect = protect
         self.settings = settings
+        self.mount = mount
     }
 
     /// One accepted action: its process and the parts of its range that are
@@ -131,9 +134,15 @@ public struct TieringValidator: Sendable {
         if action.pid <= 1 { return "pid \(action.pid) is not a process a policy may touch" }
         guard facts.governs(action.pid) else { return "pid \(action.pid) is outside the policy's scope" }
         guard let identity = facts.identity(action.pid) else { return "pid \(action.pid) has exited" }
-        if protect.comms.contains(identity.comm) { return "pid \(action.pid) (\(identity.comm)) is protected by [protect] comms" }
-        if let cgroup = identity.cgroup, let protected = protect.cgroups.first(where: { CgroupTree.isWithin(cgroup, $0) }) {
-            return "pid \(action.pid) (\(identity.comm)) is in \(protected), protected by [protect] cgroups"
+        return protection(of: action.pid, comm: identity.comm, cgroup: identity.cgroup)
+    }
+
+    /// Why `[protect]` keeps process `pid` out, if it does. The engine asks
+    /// the same before it tracks a process at all.
+    public func protection(of pid: Int32, comm: String, cgroup: String?) -> String? {
+        if protect.comms.contains(comm) { return "pid \(pid) (\(comm)) is protected by [protect] comms" }
+        if let cgroup, let protected = protect.cgroupEntry(containing: cgroup, mount: mount) {
+            return "pid \(pid) (\(comm)) is in \(protected), protected by [protect] cgroups"
         }
         return nil
     }
