@@ -59,6 +59,9 @@ public final class OOMHoldBoard: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Reads what the guardian has sent and not yet been taken (set by the
+    /// daemon's guardian link; nil: nobody to ask).
+    private let pump = Mutex<(@Sendable () -> Void)?>(nil)
     /// Signalled when the holds change (the guardian link sends them on).
     public let holdsChanged: EventFD
     /// Signalled when a handover arrives (the engine records it).
@@ -103,6 +106,21 @@ public final class OOMHoldBoard: Sendable {
         guard onset <= t0 + 5_000_000, t0 <= onset + withinNs else { return nil }
         return onset
     }
+
+    /// The onset of `memcg`'s OOM as ``onset(of:before:withinNs:)`` gives
+    /// it, taking first whatever the guardian sent that the link has not
+    /// passed on yet: both processes wake on the same notification, and the
+    /// link's thread may not have run by the time a fast decision is done.
+    /// Non-blocking reads only; call it after acting, never before.
+    public func onsetReadingTheLink(of memcg: String, before t0: UInt64) -> UInt64? {
+        if let onset = onset(of: memcg, before: t0) { return onset }
+        pump.withLock { $0 }?()
+        return onset(of: memcg, before: t0)
+    }
+
+    /// Installs what ``onsetReadingTheLink(of:before:)`` calls to take the
+    /// guardian's pending messages.
+    public func setPump(_ body: (@Sendable () -> Void)?) { pump.withLock { $0 = body } }
 
     /// The handovers since the last call.
     public func takeHandovers() -> [Handover] {

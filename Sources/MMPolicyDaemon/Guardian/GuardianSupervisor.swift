@@ -68,6 +68,12 @@ public final class GuardianSupervisor: Sendable {
         let first = spawnAndArm()
         state.withLock { $0.current = first }
         let supervisor = self
+        // A record being finished may take the guardian's pending messages
+        // itself (non-blocking; an end of file stays for the watch to see).
+        holds?.setPump { [weak supervisor] in
+            guard let supervisor, let guardian = supervisor.state.withLock({ $0.current }) else { return }
+            _ = supervisor.receiveAll(from: guardian)
+        }
         switch PosixThread.start(name: "mmpolicy-guardw", { supervisor.watch() }) {
         case .success(let thread): state.withLock { $0.thread = thread }
         case .failure(let code):
@@ -78,6 +84,7 @@ public final class GuardianSupervisor: Sendable {
     /// Ends the watch and dismisses the guardian: call after a graceful
     /// shutdown has restored every knob. Idempotent.
     public func stop() {
+        holds?.setPump(nil)
         let thread = state.withLock { state -> pthread_t? in
             defer { state.thread = nil }
             return state.thread

@@ -60,7 +60,7 @@ extension OOMEngineLoop {
     func stampOnset(_ record: inout OOMRecord) {
         let origin = record.envelope.origin
         guard record.envelope.timing.wakeUs == nil, let t0 = record.triggerNs, origin.hasPrefix("/"),
-              let board = environment.oomHolds, let onset = board.onset(of: origin, before: t0) else { return }
+              let board = environment.oomHolds, let onset = board.onsetReadingTheLink(of: origin, before: t0) else { return }
         record.envelope.timing.wakeUs = t0 > onset ? Double(t0 - onset) / 1000 : 0
     }
 }
