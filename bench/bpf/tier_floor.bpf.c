@@ -4,10 +4,10 @@
  * tracepoints.
  *
  * Benchmark-only. Two tp_btf programs on exceptions:page_fault_user and
- * memcg:count_memcg_events that return at once: what attaching a program
- * there costs every fault before it does anything (the kernel's dispatch to
- * it). The tiering sensors' cost minus this is what their own lookups and
- * counting cost.
+ * block:block_bio_queue that return at once: what attaching a program
+ * there costs before it does anything (the kernel's dispatch to it: every
+ * user fault runs the first, every bio the second). The tiering sensors'
+ * cost minus this is what their own lookups and counting cost.
  */
 #include "mmpolicy/common.bpf.h"
 
@@ -17,8 +17,8 @@ int BPF_PROG(floor_fault, unsigned long address, struct pt_regs *regs, unsigned 
 	return 0;
 }
 
-SEC("tp_btf/count_memcg_events")
-int BPF_PROG(floor_memcg_event, struct mem_cgroup *memcg, int item, unsigned long val)
+SEC("tp_btf/block_bio_queue")
+int BPF_PROG(floor_bio, struct bio *bio)
 {
 	return 0;
 }

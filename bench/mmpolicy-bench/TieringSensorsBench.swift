@@ -120,7 +120,7 @@ struct TieringSensorsBench: ParsableCommand {
             print("| \(contender.rawValue) | \(fmt(percentile(list.map(\.cpuNsPerFault), 50), 1)) | \(fmt(percentile(list.map(\.wallNsPerFault), 50), 1)) | \(fmt(percentile(cpu, 50), 4)) | \(fmt(percentile(cpu, 25), 4)) | \(fmt(percentile(cpu, 75), 4)) | \(fmt(percentile(wall, 50), 4)) | \(fmt(percentile(wall, 25), 4)) | \(fmt(percentile(wall, 75), 4)) |")
         }
         print("\nThe programs' own run time (\(statsBlocks) blocks each with BPF run statistics on; runs per fault count the whole system's events during the blocks; the floor's empty programs show what the statistics' own clock reads add to each run):\n")
-        print("| contender | tier_fault ns per run | runs per fault | tier_major_fault ns per run | runs per fault | BPF ns per fault |")
+        print("| contender | tier_fault ns per run | runs per fault | tier_swapin ns per run | runs per fault | BPF ns per fault |")
         print("|---|---|---|---|---|---|")
         for contender in Self.timedContenders {
             let list = timed[contender]!
@@ -210,7 +210,7 @@ struct TieringSensorsBench: ParsableCommand {
         }
 
         /// Each floor program's sensor counterpart.
-        static let counterpart = ["floor_fault": "tier_fault", "floor_memcg_event": "tier_major_fault"]
+        static let counterpart = ["floor_fault": "tier_fault", "floor_bio": "tier_swapin"]
 
         var programStats: [(name: String, runCount: UInt64, runTimeNs: UInt64)] {
             object.programs.compactMap { program in (try? program.info()).map { (program.name, $0.runCount, $0.runTimeNanoseconds) } }

@@ -109,7 +109,7 @@ final class TieringEngineLoop {
         if policies.isEmpty {
             do { try sensors.attachPrograms() } catch {
                 throw TieringAttachError(policy: instance.name, reason: "the tiering sensors could not be attached: \(error)",
-                                         fix: "Check the kernel has the exceptions:page_fault_user and memcg:count_memcg_events tracepoints")
+                                         fix: "Check the kernel has the exceptions:page_fault_user and block:block_bio_queue tracepoints and BTF (tp_btf programs)")
             }
         }
         self.sensors = sensors

@@ -34,7 +34,7 @@ public final class TieringSensors: @unchecked Sendable {
     /// How many regions the region map holds before it evicts (MMPOLICY_TIER_MAX_REGIONS).
     public static let maxRegions = UInt32(MMPOLICY_TIER_MAX_REGIONS)
     /// The programs attached by ``attachPrograms()``.
-    public static let sensorPrograms = ["tier_fault", "tier_major_fault"]
+    public static let sensorPrograms = ["tier_fault", "tier_swapin"]
 
     public let object: BPFObject
     private let procs: BPFMap

@@ -137,9 +137,9 @@ struct mmpolicy_tier_proc {
 	__u64 cgroup_id; /* set by the daemon: the memory cgroup the process is in */
 	__u64 faults; /* user page faults (user mode), first touches and swap-ins alike */
 	/*
-	 * major faults (PGMAJFAULT) in the process's threads: swap-ins, and
-	 * file pages read from disk at fault time; also those taken in kernel
-	 * mode (a read(2) into swapped-out memory), which no region gets
+	 * swap-ins in the process's threads (a read of swap-backed memory from
+	 * the slow tier, once per fault); also those taken in kernel mode (a
+	 * write(2) from swapped-out memory), which no region gets
 	 */
 	__u64 swapins;
 	__u64 anon_pages; /* set by the daemon each interval: resident anonymous pages (RssAnon) */
@@ -170,7 +170,7 @@ struct mmpolicy_tier_region_key {
 
 struct mmpolicy_tier_region {
 	__u64 faults; /* user page faults in the region */
-	__u64 swapins; /* of which major faults (swap-ins; file page-ins in file mappings) */
+	__u64 swapins; /* of which swap-ins (reads of swap-backed memory from the slow tier) */
 	__u64 first_fault_ns; /* when the sensors made the entry; 0 if the daemon did (seeded, demoted) */
 	__u64 last_fault_ns; /* the last fault; for a seeded entry, when it was seeded */
 	__u64 demoted_ns; /* set by the daemon when it paged the region out; 0 = never */
