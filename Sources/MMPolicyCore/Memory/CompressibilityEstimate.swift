@@ -31,8 +31,10 @@ import CZlib
 /// swapped page back in (see `RemoteMemory`), so pages in swap or never
 /// touched are skipped (`PageResidency`). A page swapped out between that
 /// check and the read is still brought back: sample before demoting.
-/// Cost measured here (debug build, 8 resident pages of a 64 MiB region):
-/// 63-118 µs per call, page-map lookups, copies and deflate included.
+/// Cost measured here (debug build, 8 resident pages, page-map lookups,
+/// copies and deflate included): 63-118 µs per call when each page holds a
+/// word, 276 µs for text, 496 µs for random bytes, whose deflate is the
+/// dearest part (TieringPrimitivesTests/measureRegionSampling).
 public struct CompressibilityEstimate: Sendable, Equatable {
     /// Pages compressed.
     public var sampledPages: Int = 0
