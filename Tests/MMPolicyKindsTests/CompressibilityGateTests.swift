@@ -6,7 +6,7 @@ import Testing
 /// The `[tiering]` compressibility options, the gate that samples a plan's
 /// demotions and leaves incompressible regions out, how its findings are
 /// recorded, and the status figures: all on numbers, no kernel.
-@Suite struct TieringCompressibilityTests {
+@Suite struct CompressibilityGateTests {
     static let region: UInt64 = 2 << 20
 
     // MARK: the manifest
