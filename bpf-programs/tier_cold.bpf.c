@@ -15,14 +15,22 @@
  * batch starts at probe_regions and doubles after each plan in which nothing
  * it demoted came back, and falls back to probe_regions when something did:
  * a sample first, then the rest of what stays quiet. Regions that came back
- * max_demotions times are left resident for good.
+ * max_demotions times are left resident for good. With skip_incompressible
+ * (the default), a region the daemon sampled as incompressible
+ * (MMPOLICY_TIER_REGION_INCOMPRESSIBLE: zram would store its pages whole)
+ * is never chosen, so the batch goes to regions whose demotion frees
+ * memory. The daemon samples a region only when a plan first demotes it
+ * (and leaves it resident under [tiering] incompressible = "skip"), so
+ * each incompressible region costs one pick of a batch, once.
  *
  * Where it falls short: its probes cost refaults (a hot region comes back 2
  * MiB at a time, once per back-off step); a region hot only now and then
  * (a nightly job's data) is moved out between uses and refaults each time;
  * it looks at regions, not pages, so a region with one hot page stays in;
- * it does not look at compressibility (tier_cold_compress does); and the
- * region map holds 65,536 regions (128 GiB) of tracked memory.
+ * compressibility is a yes/no per region from a few sampled pages (a region
+ * half random and half zeros goes out, and saves half), and a region's flag
+ * is from when it was last picked, not now; and the region map holds
+ * 65,536 regions (128 GiB) of tracked memory.
  */
 #include "mmpolicy/tiering.bpf.h"
 
@@ -32,6 +40,8 @@ const volatile __u64 cold_after_ms = 4000;
 const volatile __u32 probe_regions = 8;
 /* A region that came back this many times stays resident. */
 const volatile __u32 max_demotions = 4;
+/* Never pick a region flagged MMPOLICY_TIER_REGION_INCOMPRESSIBLE (0: pick it like any other). */
+const volatile __u32 skip_incompressible = 1;
 
 /* Across plans: the batch size and the refaults seen so far. */
 __u32 batch;
@@ -65,6 +75,9 @@ static long visit(struct bpf_map *map, struct mmpolicy_tier_region_key *key, str
 		return 0;
 	/* Came back too often: hot. */
 	if (r->demotions >= max_demotions)
+		return 0;
+	/* zram would keep it whole: moving it frees nothing. */
+	if (skip_incompressible && (r->flags & MMPOLICY_TIER_REGION_INCOMPRESSIBLE))
 		return 0;
 	needed = w->cold_after_ns << (r->demotions < 8 ? r->demotions : 8);
 	quiet_for = w->now > r->last_fault_ns ? w->now - r->last_fault_ns : 0;

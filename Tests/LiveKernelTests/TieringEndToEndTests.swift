@@ -43,6 +43,21 @@ struct TieringEndToEndTests {
 
     func memory(_ pid: Int32) throws -> ProcessMemoryStatus { try ProcessMemoryStatus.read(pid: pid) }
 
+    /// A loaded policy's figures (status --json), by name.
+    func figures(_ daemon: DaemonProcess, policy: String) -> [String: Double]? {
+        struct Status: Decodable {
+            struct Policy: Decodable {
+                var name: String
+                var figures: [KindFigure]?
+            }
+            var policies: [Policy]
+        }
+        guard let text = try? daemon.cli(["status", "--json"]).output,
+              let status = try? JSONDecoder().decode(Status.self, from: Data(text.utf8)),
+              let figures = status.policies.first(where: { $0.name == policy })?.figures else { return nil }
+        return Dictionary(figures.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// The names of the policies loaded now (status --json).
     func loaded(_ daemon: DaemonProcess) -> [String] {
         struct Status: Decodable {
@@ -77,6 +92,23 @@ struct TieringEndToEndTests {
         #expect(!moved.isEmpty && moved.allSatisfy { ($0.tiering?.demotedBytes ?? 0) > 0 })
         let statusText = try daemon.cli(["status"]).output
         #expect(statusText.contains("tier_fast: demoted"), "\(statusText)")
+        // Every figure status promises, with values that add up.
+        // What is out now is read every 5 s.
+        var shown: [String: Double] = [:]
+        _ = eventually(12) {
+            shown = figures(daemon, policy: "tier_fast") ?? [:]
+            return (shown["out now"] ?? 0) > 0
+        }
+        for name in ["demoted", "promoted", "refaulted pages", "out now", "saved", "slow tier size", "slow tier used", "zram disksize",
+                     "slow tier compression"] {
+            #expect(shown[name] != nil, "status shows '\(name)': \(statusText)")
+        }
+        let outNow = shown["out now"] ?? 0, saved = shown["saved"] ?? -1
+        #expect(outNow > 0 && saved > 0 && saved <= outNow, "saved is what is out less what zram holds for it: \(shown)")
+        #expect((shown["slow tier size"] ?? 0) >= Double(500 * Self.mib) && (shown["zram disksize"] ?? 0) >= Double(512 * Self.mib)
+                && (shown["slow tier used"] ?? 0) > 0, "\(shown)")
+        print("tiering-e2e status: \((try? daemon.cli(["status"]).output) ?? "")")
+        #expect((shown["demoted"] ?? 0) >= outNow * 0.9 && (shown["slow tier compression"] ?? 0) > 1, "\(shown)")
         #expect(daemon.stop() == 0)
         _ = (zram, kept)
     }
@@ -91,6 +123,7 @@ struct TieringEndToEndTests {
                 "log:\n\(daemon.log)")
         let observed = try #require(try decisions(daemon, policy: "tier_fast").first { $0.outcome == .observed })
         #expect((observed.tiering?.demotedBytes ?? 0) > 0, "the plan would move something")
+        #expect((observed.tiering?.compressibility?.sampledRegions ?? 0) > 0, "observe mode samples what it would demote")
         #expect(try memory(mixed.pid).swapBytes == 0, "observe mode moves nothing")
         _ = zram
     }

@@ -121,3 +121,43 @@ extension TieringPrimitivesTests {
         return "stored \(tier.storedBytes / Self.mib) MiB, compressed \(tier.compressedBytes / Self.mib) MiB, used \(tier.usedBytes / Self.mib) MiB"
     }
 }
+
+/// What sampling one 2 MiB region costs (the tiering engine's
+/// compressibility check, 8 pages a region): the figure in
+/// docs/kinds/tiering.md. Runs only when asked: `MMPOLICY_MEASURE=1 swift
+/// test --skip-build --filter TieringPrimitivesTests/measureRegionSampling`.
+extension TieringPrimitivesTests {
+    @Test(.enabled(if: measuring)) func measureRegionSampling() throws {
+        let region = 2 * Int(Self.mib)
+        let ourselves = try PidFD(pid: getpid())
+        var generator = SystemRandomNumberGenerator()
+        let words = ["memory", "tier", "policy", "swap", "page", "the", "of", "and", "compress", "kernel", "process", "cold"]
+        let kinds: [(String, (UnsafeMutableRawPointer) -> Void)] = [
+            ("a word a page (the test workloads)", { memory in
+                for offset in stride(from: 0, to: region, by: Int(Self.page)) { memory.storeBytes(of: UInt64(offset) | 1, toByteOffset: offset, as: UInt64.self) }
+            }),
+            ("text", { memory in
+                var offset = 0
+                while offset < region {
+                    for byte in (words[Int(generator.next() % UInt64(words.count))] + " ").utf8 where offset < region {
+                        memory.storeBytes(of: byte, toByteOffset: offset, as: UInt8.self)
+                        offset += 1
+                    }
+                }
+            }),
+            ("random", { memory in
+                for offset in stride(from: 0, to: region, by: 8) { memory.storeBytes(of: generator.next() as UInt64, toByteOffset: offset, as: UInt64.self) }
+            }),
+        ]
+        for (name, fill) in kinds {
+            let memory = try #require(mmap(nil, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+            defer { munmap(memory, region) }
+            fill(memory)
+            let range = AddressRange(start: UInt64(UInt(bitPattern: memory)), length: UInt64(region))
+            let rounds = 200
+            var estimate = CompressibilityEstimate()
+            let time = try Self.microseconds { for _ in 0..<rounds { estimate = try CompressibilityEstimate.sample(ourselves, ranges: [range], pages: 8) } }
+            print("measure: sampling a 2 MiB region of \(name), 8 pages: \(Int(time / Double(rounds))) µs; stored ratio \(estimate.storedRatio ?? -1)")
+        }
+    }
+}

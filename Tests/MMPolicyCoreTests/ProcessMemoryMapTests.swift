@@ -156,4 +156,18 @@ import Testing
         #expect(merged == [AddressRange(start: 0x1000, end: 0x4000), AddressRange(start: 0x9000, end: 0xa000)])
         #expect(AddressRange(start: 0x7f00_0000_0000, end: 0x7f00_0020_0000).hexDescription == "0x7f0000000000-0x7f0000200000")
     }
+
+    @Test func removingARangeSplitsTrimsAndDrops() {
+        let ranges = [AddressRange(start: 0x1000, end: 0x5000), AddressRange(start: 0x8000, end: 0x9000),
+                      AddressRange(start: 0xa000, end: 0xc000)]
+        // Splits the first, drops the second, trims the third.
+        #expect(AddressRange.removing(AddressRange(start: 0x2000, end: 0xb000), from: ranges)
+                == [AddressRange(start: 0x1000, end: 0x2000), AddressRange(start: 0xb000, end: 0xc000)])
+        #expect(AddressRange.removing(AddressRange(start: 0x2000, end: 0x3000), from: ranges)
+                == [AddressRange(start: 0x1000, end: 0x2000), AddressRange(start: 0x3000, end: 0x5000)] + ranges.dropFirst())
+        // Touching is not overlapping; an empty cut removes nothing.
+        #expect(AddressRange.removing(AddressRange(start: 0x5000, end: 0x8000), from: ranges) == ranges)
+        #expect(AddressRange.removing(AddressRange(start: 0x2000, length: 0), from: ranges) == ranges)
+        #expect(AddressRange.removing(AddressRange(start: 0, end: 0x10000), from: ranges).isEmpty)
+    }
 }

@@ -3,7 +3,8 @@ import Glibc
 #endif
 
 /// `mmpolicy-workload hotcold` for a test: a process with a hot part (written
-/// over and over) and a cold part (written once) of known addresses, each
+/// over and over), a cold part (written once) and optionally an
+/// incompressible part (random bytes, written once) of known addresses, each
 /// starting on a 2 MiB boundary (a tiering region) with 4 KiB pages. Killed
 /// and reaped when released.
 ///
@@ -17,27 +18,42 @@ public final class HotColdWorkload {
     public let hot: (start: UInt64, bytes: UInt64)
     /// The cold part.
     public let cold: (start: UInt64, bytes: UInt64)
+    /// The incompressible part (random bytes, touched once; length 0: none).
+    public let incompressible: (start: UInt64, bytes: UInt64)
 
     /// Starts `hotcold --hot hotBytes --cold coldBytes --interval-ms intervalMs`
-    /// (with `--untouched`: nothing is touched until the first ``touchAll()``).
-    public init(hotBytes: UInt64, coldBytes: UInt64, intervalMs: Int = 10, untouched: Bool = false,
-                extra: [String] = []) throws {
+    /// (with `--untouched`: nothing is touched until the first ``touchAll()``;
+    /// with `incompressibleBytes`, `--incompressible` too).
+    public init(hotBytes: UInt64, coldBytes: UInt64, incompressibleBytes: UInt64? = nil, intervalMs: Int = 10,
+                untouched: Bool = false, extra: [String] = []) throws {
         let arguments = ["hotcold", "--hot", String(hotBytes), "--cold", String(coldBytes), "--interval-ms", String(intervalMs)]
-            + (untouched ? ["--untouched"] : []) + extra
+            + (incompressibleBytes.map { ["--incompressible", String($0)] } ?? []) + (untouched ? ["--untouched"] : []) + extra
         process = try ChildProcess(TestPaths.product("mmpolicy-workload"), arguments, waitFor: nil)
-        // ready <pid> hot 0x<start> <bytes> cold 0x<start> <bytes>
         let line = try process.readLine(timeoutSeconds: 20)
-        let words = line.split(separator: " ")
-        func number(_ index: Int, hex: Bool) -> UInt64? {
-            guard index < words.count else { return nil }
-            return hex ? UInt64(words[index].dropFirst(2), radix: 16) : UInt64(words[index])
+        guard let parts = Self.parseReady(line) else {
+            throw ChildProcessError.unexpectedOutput(path: "mmpolicy-workload hotcold", line: line)
         }
-        guard words.count == 8, words[0] == "ready", words[2] == "hot", words[5] == "cold",
-              let hotStart = number(3, hex: true), let hotBytes = number(4, hex: false),
-              let coldStart = number(6, hex: true), let coldBytes = number(7, hex: false)
-        else { throw ChildProcessError.unexpectedOutput(path: "mmpolicy-workload hotcold", line: line) }
-        hot = (hotStart, hotBytes)
-        cold = (coldStart, coldBytes)
+        (hot, cold, incompressible) = (parts.hot, parts.cold, parts.incompressible)
+    }
+
+    /// The parts of a ready line,
+    /// `ready <pid> hot 0x<start> <bytes> cold 0x<start> <bytes> [incompressible 0x<start> <bytes>]`;
+    /// nil if it is not one. A line without the third part has an empty one.
+    public static func parseReady(_ line: String)
+        -> (pid: Int32, hot: (start: UInt64, bytes: UInt64), cold: (start: UInt64, bytes: UInt64),
+            incompressible: (start: UInt64, bytes: UInt64))? {
+        let words = line.split(separator: " ")
+        func part(_ index: Int, _ name: String) -> (start: UInt64, bytes: UInt64)? {
+            guard index + 2 < words.count, words[index] == name, words[index + 1].hasPrefix("0x"),
+                  let start = UInt64(words[index + 1].dropFirst(2), radix: 16), let bytes = UInt64(words[index + 2])
+            else { return nil }
+            return (start, bytes)
+        }
+        guard words.count == 8 || words.count == 11, words[0] == "ready", let pid = Int32(words[1]),
+              let hot = part(2, "hot"), let cold = part(5, "cold") else { return nil }
+        guard words.count == 11 else { return (pid, hot, cold, (0, 0)) }
+        guard let incompressible = part(8, "incompressible") else { return nil }
+        return (pid, hot, cold, incompressible)
     }
 
     /// Has it write every page of both parts once (SIGUSR1) and waits until

@@ -236,7 +236,7 @@ static __always_inline int write_region(struct mmpolicy_tier_write *w)
 		region->refaults = 0;
 	} else {
 		region->compressed_permille = w->value;
-		if (w->value > 900)
+		if (w->value > MMPOLICY_TIER_INCOMPRESSIBLE_PERMILLE)
 			__sync_fetch_and_or(&region->flags, MMPOLICY_TIER_REGION_INCOMPRESSIBLE);
 		else
 			__sync_fetch_and_and(&region->flags, ~MMPOLICY_TIER_REGION_INCOMPRESSIBLE);

@@ -1,6 +1,7 @@
 // `mmpolicy-workload hotcold`: memory with a known hot part and a known cold
-// part, for tests and benchmarks of tiering (which memory a policy demotes,
-// what faults back in).
+// part (and optionally a cold part that does not compress), for tests and
+// benchmarks of tiering (which memory a policy demotes, what faults back in,
+// what it leaves resident because zram would store it whole).
 import ArgumentParser
 import Glibc
 
@@ -16,8 +17,11 @@ struct HotCold: ParsableCommand {
               ready <pid> hot 0x<start> <bytes> cold 0x<start> <bytes>
             (start in hex, 0x0 for an empty part) and writes every page of the hot part once \
             every --interval-ms (0: back to back) until killed; the cold part is not touched \
-            again. SIGUSR1: one pass over every page of both parts (a page paged out meanwhile \
-            faults back in), then it prints "touched <pages>". SIGUSR2: both parts are written \
+            again. With --incompressible SIZE a third mapping (its own, on a 2 MiB boundary) is \
+            filled with random bytes when the others are first touched and never again: cold \
+            memory that zram stores whole; the ready line then ends with \
+            " incompressible 0x<start> <bytes>". SIGUSR1: one pass over every page of every part (a page paged out meanwhile \
+            faults back in), then it prints "touched <pages>". SIGUSR2: every part is written \
             to a memfd with write(2), so the kernel reads every page (a page paged out faults \
             back in, in kernel mode: no user page fault), then it prints "copied <pages>". \
             With --untouched, "ready" comes \
@@ -31,6 +35,9 @@ struct HotCold: ParsableCommand {
     @Option(help: ArgumentHelp("The part touched once.", valueName: "size"))
     var cold: Size
 
+    @Option(help: ArgumentHelp("A cold part of random bytes (incompressible), touched once.", valueName: "size"))
+    var incompressible: Size?
+
     @Option(help: "Pause between two passes over the hot part, in milliseconds (0: none).")
     var intervalMs = 10
 
@@ -40,7 +47,9 @@ struct HotCold: ParsableCommand {
     @OptionGroup var setup: Setup
 
     func validate() throws {
-        guard hot.bytes > 0 || cold.bytes > 0 else { throw ValidationError("--hot and --cold are both 0: nothing to map") }
+        guard hot.bytes > 0 || cold.bytes > 0 || (incompressible?.bytes ?? 0) > 0 else {
+            throw ValidationError("--hot, --cold and --incompressible are all 0: nothing to map")
+        }
         guard intervalMs >= 0 else { throw ValidationError("--interval-ms must be 0 or more") }
     }
 
@@ -55,13 +64,18 @@ struct HotCold: ParsableCommand {
 
         let hotPart = try AlignedMapping(bytes: hot.bytes)
         let coldPart = try AlignedMapping(bytes: cold.bytes)
+        let randomPart = try AlignedMapping(bytes: incompressible?.bytes ?? 0)
+        let pages = (hotPart.bytes + coldPart.bytes + randomPart.bytes) / Memory.pageSize
         var pass: UInt64 = 1
         var touched = !untouched
         if touched {
             hotPart.touch(pass: pass)
             coldPart.touch(pass: pass)
+            randomPart.fillRandom()
         }
-        announce("ready \(getpid()) hot \(hotPart.location) cold \(coldPart.location)")
+        // The third part only when asked for: parsers of the 8-word line keep working.
+        let third = incompressible == nil ? "" : " incompressible \(randomPart.location)"
+        announce("ready \(getpid()) hot \(hotPart.location) cold \(coldPart.location)\(third)")
 
         while true {
             let looping = touched && hotPart.bytes > 0
@@ -74,15 +88,18 @@ struct HotCold: ParsableCommand {
             if received == SIGUSR2 {
                 try hotPart.copyToMemfd()
                 try coldPart.copyToMemfd()
-                announce("copied \((hotPart.bytes + coldPart.bytes) / Memory.pageSize)")
+                try randomPart.copyToMemfd()
+                announce("copied \(pages)")
                 continue
             }
             guard received == SIGUSR1 else { continue }  // timeout or EINTR
             pass += 1
             hotPart.touch(pass: pass)
             coldPart.touch(pass: pass)
+            // A word per page of a random page leaves it random.
+            if touched { randomPart.touch(pass: pass) } else { randomPart.fillRandom() }
             touched = true
-            announce("touched \((hotPart.bytes + coldPart.bytes) / Memory.pageSize)")
+            announce("touched \(pages)")
         }
     }
 }
@@ -127,6 +144,22 @@ struct AlignedMapping {
         // Nothing reads the memory: handing its address to the kernel (a
         // no-op, length 0) keeps an optimized build from dropping the stores.
         madvise(start, 0, MADV_NORMAL)
+    }
+
+    /// Fills every page with pseudo-random bytes (xorshift64*, seeded from
+    /// the clock): no page compresses, so zram stores each whole.
+    func fillRandom() {
+        guard let start else { return }
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        var state = UInt64(bitPattern: Int64(now.tv_nsec)) | 1
+        let words = start.bindMemory(to: UInt64.self, capacity: bytes / 8)
+        for index in 0..<bytes / 8 {
+            state ^= state >> 12
+            state ^= state << 25
+            state ^= state >> 27
+            words[index] = state &* 0x2545_F491_4F6C_DD1D
+        }
     }
 
     /// Has the kernel read every page: write(2) of the whole part into a

@@ -62,4 +62,20 @@ public struct AddressRange: Sendable, Equatable, Hashable, Codable {
         }
         return result
     }
+
+    /// `ranges` without the bytes of `cut`, in their order: a range that
+    /// holds `cut` is split in two, one that lies inside it goes.
+    public static func removing(_ cut: AddressRange, from ranges: [AddressRange]) -> [AddressRange] {
+        guard cut.length > 0 else { return ranges }
+        var result: [AddressRange] = []
+        for range in ranges {
+            if range.end <= cut.start || range.start >= cut.end {
+                result.append(range)
+                continue
+            }
+            if range.start < cut.start { result.append(AddressRange(start: range.start, end: cut.start)) }
+            if range.end > cut.end { result.append(AddressRange(start: cut.end, end: range.end)) }
+        }
+        return result
+    }
 }

@@ -45,6 +45,13 @@ public struct SlowTier: Sendable, Equatable {
     /// copy in zram until it is written or swap is more than half full.
     public var storedBytes: UInt64 { devices.reduce(0) { $0 + ($1.zram?.storedBytes ?? 0) } }
 
+    /// Swap space in use, every area together.
+    public var swapUsedBytes: UInt64 { devices.reduce(0) { $0 + min($1.usedBytes, $1.sizeBytes) } }
+
+    /// The zram devices' disk sizes (disksize): what they may take in
+    /// uncompressed data.
+    public var zramDiskSizeBytes: UInt64 { devices.reduce(0) { $0 + ($1.zramDiskSizeBytes ?? 0) } }
+
     /// Those bytes compressed (compr_data_size).
     public var compressedBytes: UInt64 { devices.reduce(0) { $0 + ($1.zram?.compressedBytes ?? 0) } }
 

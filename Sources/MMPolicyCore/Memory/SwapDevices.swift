@@ -16,6 +16,9 @@ public struct SwapDevice: Sendable, Equatable {
     /// The statistics of /sys/block/zramN/mm_stat, when the device is zram
     /// and the file could be read.
     public var zram: ZramStats?
+    /// /sys/block/zramN/disksize: the most uncompressed data the zram
+    /// device takes (its swap area is that less a header page).
+    public var zramDiskSizeBytes: UInt64?
 
     public init(path: String, type: String, sizeBytes: UInt64, usedBytes: UInt64, priority: Int, zram: ZramStats? = nil) {
         self.path = path
@@ -116,7 +119,10 @@ public enum SwapDevices {
     public static func read() throws(SystemCallError) -> [SwapDevice] {
         var devices = try parse(KernelFile.read("/proc/swaps"))
         for index in devices.indices {
-            if let name = devices[index].zramName { devices[index].zram = try? ZramStats.read(device: name) }
+            guard let name = devices[index].zramName else { continue }
+            devices[index].zram = try? ZramStats.read(device: name)
+            devices[index].zramDiskSizeBytes = (try? KernelFile.read("/sys/block/\(name)/disksize"))
+                .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { UInt64($0) } }
         }
         return devices
     }

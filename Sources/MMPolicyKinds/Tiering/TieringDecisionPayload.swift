@@ -51,6 +51,9 @@ public struct TieringDecisionPayload: DecisionPayloadBody {
     public var failures: [String]
     /// The slow tier when the plan was made.
     public var tier: TierFigures
+    /// What the compressibility check sampled and left resident (nil: no
+    /// demotion was checked, or a record older than the check).
+    public var compressibility: CompressibilitySampling? = nil
 
     public static let maxListed = 16
 
@@ -95,13 +98,14 @@ enum TieringDecisionText {
         let who = p.processes.prefix(3).map { "pid \($0.pid) (\($0.comm))" }.joined(separator: ", ")
         let refused = p.refusedCount > 0 ? "; refused \(p.refusedCount) of \(p.actionsAsked) actions (\(p.refusals.first?.reason ?? ""))" : ""
         let failed = p.failures.isEmpty ? "" : "; \(p.failures.count) failed (\(p.failures[0]))"
+        let skipped = p.compressibility.map { $0.skippedBytes > 0 ? "; \(mib($0.skippedBytes)) left resident as incompressible" : "" } ?? ""
         let detail = r.detail.isEmpty ? "" : ": \(r.detail)"
         let said = r.policyError.map { " (the policy said: \($0.message), code \($0.code))" } ?? ""
         switch r.outcome {
         case .error, .fellBack:
-            return "\(r.trigger) plan in \(r.origin): \(r.outcome == .error ? "failed" : "nothing done")\(detail)\(said)"
+            return "\(r.trigger) plan in \(r.origin): \(r.outcome == .error ? "failed" : "nothing done")\(detail)\(said)\(skipped)"
         default:
-            return "\(r.trigger) plan in \(r.origin): \(moved)\(who.isEmpty ? "" : " of \(who)")\(refused)\(failed)"
+            return "\(r.trigger) plan in \(r.origin): \(moved)\(who.isEmpty ? "" : " of \(who)")\(refused)\(failed)\(skipped)"
         }
     }
 

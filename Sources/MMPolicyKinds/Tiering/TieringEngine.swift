@@ -110,21 +110,28 @@ public final class TieringEngine: KindEngine {
     public func totals(of name: String) -> TieringTotals? { totals.withLock { $0[name] } }
 
     /// Bytes moved each way, refaults, what its processes have in the slow
-    /// tier now and what that saves (their swapped bytes less what the tier
-    /// spends to hold them, at its current compression).
+    /// tier now and what that saves, the slow tier's size and use (and
+    /// zram's disk size and compression), and what was left resident as
+    /// incompressible.
     public func figures(of name: String) -> [KindFigure] {
         guard let t = totals(of: name) else { return [] }
         let tier = t.tier
-        let costPerByte = tier.storedBytes > 0 ? Double(tier.usedBytes) / Double(tier.storedBytes) : 0
+        let swapUsed = tier.swapTotalBytes - min(tier.swapTotalBytes, tier.swapFreeBytes)
         var figures = [
             KindFigure("demoted", Double(t.demotedBytes), unit: "bytes"),
             KindFigure("promoted", Double(t.promotedBytes), unit: "bytes"),
             KindFigure("refaulted pages", Double(t.refaultedPages), unit: "count"),
             KindFigure("out now", Double(t.swappedBytes), unit: "bytes"),
-            KindFigure("saved", Double(t.swappedBytes) * (1 - costPerByte), unit: "bytes"),
+            KindFigure("saved", Double(t.savedBytes), unit: "bytes"),
+            KindFigure("slow tier size", Double(tier.swapTotalBytes), unit: "bytes"),
+            KindFigure("slow tier used", Double(swapUsed), unit: "bytes"),
         ]
+        if t.zramDiskSizeBytes > 0 { figures.append(KindFigure("zram disksize", Double(t.zramDiskSizeBytes), unit: "bytes")) }
         if tier.compressedBytes > 0 {
             figures.append(KindFigure("slow tier compression", Double(tier.storedBytes) / Double(tier.compressedBytes), unit: "ratio"))
+        }
+        if t.incompressibleSkippedBytes > 0 {
+            figures.append(KindFigure("left resident as incompressible", Double(t.incompressibleSkippedBytes), unit: "bytes"))
         }
         if t.refused > 0 { figures.append(KindFigure("refused actions", Double(t.refused), unit: "count")) }
         return figures
@@ -146,6 +153,22 @@ public struct TieringTotals: Sendable, Equatable, Codable {
     public var swappedBytes: UInt64 = 0
     /// The slow tier at the last plan.
     public var tier = TierFigures()
+    /// The zram devices' disk sizes at the last plan (0: the tier is not zram).
+    public var zramDiskSizeBytes: UInt64 = 0
+    /// Bytes the compressibility check left out of demotions (enforce mode).
+    public var incompressibleSkippedBytes: UInt64 = 0
 
     public init() {}
+
+    /// RAM that the memory out now frees: the bytes moved out (VmSwap of the
+    /// policy's processes) less what the slow tier spends in RAM to hold
+    /// them. That cost is zram's memory (mem_used_total, allocator overhead
+    /// included) per byte in swap, over every swap area, so a disk swap area
+    /// beside zram costs nothing; the tier's average, not this policy's own
+    /// pages' (zram cannot say whose pages it holds).
+    public var savedBytes: Int64 {
+        let swapUsed = tier.swapTotalBytes - min(tier.swapTotalBytes, tier.swapFreeBytes)
+        let costPerByte = swapUsed > 0 ? min(1, Double(tier.usedBytes) / Double(swapUsed)) : 0
+        return Int64((Double(swappedBytes) * (1 - costPerByte)).rounded())
+    }
 }

@@ -39,7 +39,7 @@ extension TieringEngineLoop {
         let decided = monotonicNanoseconds()
         record.timing.decidedUs = Double(decided - t0) / 1000
         record.timing.callbackUs = Double(decided - callStart) / 1000
-        engine.totals.withLock { $0[name]?.plans += 1; $0[name]?.tier = figures }
+        engine.totals.withLock { $0[name]?.plans += 1; $0[name]?.tier = figures; $0[name]?.zramDiskSizeBytes = tier.zramDiskSizeBytes }
 
         let plan: TieringPlan
         switch answer {
@@ -79,6 +79,8 @@ extension TieringEngineLoop {
         payload.refusedCount = checked.refusals.count
         payload.refusals = Array(checked.refusals.prefix(TieringDecisionPayload.maxListed))
         if let note = checked.trimNote { record.detail = "trimmed \(TieringDecisionText.mib(checked.trimmedBytes)): \(note)" }
+        // Sampled before they go out (observe mode too); left resident if incompressible and [tiering] says skip.
+        (checked.accepted, payload.compressibility) = checkCompressibility(name, checked.accepted, now: decided)
 
         var moves: [Int32: TieringDecisionPayload.ProcessMoves] = [:]
         var done = 0
@@ -100,6 +102,7 @@ extension TieringEngineLoop {
                 $0[name]?.demotedBytes += payload.demotedBytes
                 $0[name]?.coldBytes += payload.coldBytes
                 $0[name]?.promotedBytes += payload.promotedBytes
+                $0[name]?.incompressibleSkippedBytes += payload.compressibility?.skippedBytes ?? 0
             }
         }
         let health: DecisionHealth.Event

@@ -28,6 +28,8 @@ final class TieringEngineLoop {
         var excluded: Set<Int32> = []
         /// When residency (RssAnon, VmSwap) was last read.
         var residencyNs: UInt64 = 0
+        /// Regions sampled before demotion (made on the first plan that demotes).
+        var compressibility: CompressibilityGate?
     }
 
     /// How often every tracked process's anonymous regions are seeded again

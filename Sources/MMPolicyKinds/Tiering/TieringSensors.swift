@@ -33,6 +33,9 @@ public final class TieringSensors: @unchecked Sendable {
     public static let maxProcesses = UInt32(MMPOLICY_TIER_MAX_PROCS)
     /// How many regions the region map holds before it evicts (MMPOLICY_TIER_MAX_REGIONS).
     public static let maxRegions = UInt32(MMPOLICY_TIER_MAX_REGIONS)
+    /// Past this compressed_permille a region is flagged incompressible
+    /// (MMPOLICY_TIER_INCOMPRESSIBLE_PERMILLE: zram's huge-page line).
+    public static let incompressiblePermille = UInt32(MMPOLICY_TIER_INCOMPRESSIBLE_PERMILLE)
     /// The programs attached by ``attachPrograms()``.
     public static let sensorPrograms = ["tier_fault", "tier_swapin"]
 
@@ -233,9 +236,10 @@ public final class TieringSensors: @unchecked Sendable {
         return made
     }
 
-    /// Records the sampled compressibility of `region` of `pid`: compressed /
-    /// original x 1000 (0: not sampled); above 900 the region is flagged
-    /// MMPOLICY_TIER_REGION_INCOMPRESSIBLE, at or below 900 unflagged. Makes
+    /// Records the sampled compressibility of `region` of `pid`: what zram
+    /// would keep of it per 1000 bytes (0: not sampled); above
+    /// ``incompressiblePermille`` the region is flagged
+    /// MMPOLICY_TIER_REGION_INCOMPRESSIBLE, at or below it unflagged. Makes
     /// the entry if there is none.
     public func setCompressibility(pid: Int32, region: UInt64, permille: UInt32) throws(BPFError) {
         try check(try write(MMPOLICY_TIER_WRITE_COMPRESSIBILITY, pid: pid, region: region, value: UInt64(permille)),

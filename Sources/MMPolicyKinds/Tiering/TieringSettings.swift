@@ -17,9 +17,24 @@ public struct TieringSettings: KindManifestSettings, Sendable, Equatable {
     public var minSwapFreePercent: Double
     /// A PSI trigger that asks for a plan between intervals.
     public var psi: PSITriggerSpec?
+    /// What a demotion does with regions sampled as incompressible.
+    public var incompressible: IncompressiblePolicy = .skip
+    /// Pages sampled per 2 MiB region before it is demoted (0: never sample).
+    public var compressibilitySamplePages: Int = 8
+
+    /// What a demotion does with a region whose sampled pages zram would
+    /// store whole (`[tiering] incompressible`).
+    public enum IncompressiblePolicy: String, Sendable, Equatable, CaseIterable {
+        /// Leave it resident: paging it out costs CPU and a swap-in later and frees nothing.
+        case skip
+        /// Demote it like any other region (its estimate still goes into the region map).
+        case demote
+    }
 
     /// A plan every 2 s, at most 256 MiB out per plan (128 MiB per process)
-    /// and 256 MiB back, nothing out when the tier is 90 % full, no PSI trigger.
+    /// and 256 MiB back, nothing out when the tier is 90 % full, no PSI
+    /// trigger; 8 pages of each region sampled before it goes out, and
+    /// incompressible regions left resident.
     public static let defaults = TieringSettings(
         intervalMs: 2000, maxDemoteBytes: 256 << 20, maxDemotePerProcessBytes: 128 << 20, maxPromoteBytes: 256 << 20,
         minSwapFreePercent: 10, psi: nil)
@@ -39,6 +54,7 @@ public struct TieringSettings: KindManifestSettings, Sendable, Equatable {
     /// The keys a `[tiering]` table may hold.
     public static let knownKeys = [
         "interval_ms", "max_demote_mb", "max_demote_mb_per_process", "max_promote_mb", "min_swap_free_percent", "psi",
+        "incompressible", "compressibility_sample_pages",
     ]
 
     /// The manifest's `[tiering]` over the defaults.
@@ -62,6 +78,15 @@ public struct TieringSettings: KindManifestSettings, Sendable, Equatable {
         if let text = try reader.string(section, "psi", psiRule) {
             guard let psi = PSITriggerSpec(parsing: text) else { throw reader.invalid(section, "psi", expected: psiRule) }
             settings.psi = psi
+        }
+        let incompressibleRule = "\"skip\" or \"demote\""
+        if let text = try reader.string(section, "incompressible", incompressibleRule) {
+            guard let policy = IncompressiblePolicy(rawValue: text) else { throw reader.invalid(section, "incompressible", expected: incompressibleRule) }
+            settings.incompressible = policy
+        }
+        if let value = try reader.integer(section, "compressibility_sample_pages", in: 0...512,
+                                          "an integer from 0 to 512 (pages per 2 MiB region; 0: never sample)") {
+            settings.compressibilitySamplePages = value
         }
         self = settings
     }

@@ -166,7 +166,17 @@ struct mmpolicy_tier_region_key {
 };
 
 /* Region flags, set by the daemon. */
-#define MMPOLICY_TIER_REGION_INCOMPRESSIBLE (1u << 0) /* sampled: compresses to > 90 % */
+#define MMPOLICY_TIER_REGION_INCOMPRESSIBLE (1u << 0) /* sampled: compressed_permille > MMPOLICY_TIER_INCOMPRESSIBLE_PERMILLE */
+
+/*
+ * A region is incompressible when zram would keep more than this many
+ * thousandths of it. zram stores a page whose compressed size reaches
+ * zsmalloc's huge class (3,625 of 4,096 bytes here: 885 per mille) whole,
+ * so a page past that line frees nothing; a region whose sampled pages
+ * average past it frees less than the least a page that zram does compress
+ * frees. compressed_permille already counts whole-stored pages at 1000.
+ */
+#define MMPOLICY_TIER_INCOMPRESSIBLE_PERMILLE 885
 
 struct mmpolicy_tier_region {
 	__u64 faults; /* user page faults in the region */
@@ -177,7 +187,13 @@ struct mmpolicy_tier_region {
 	__u64 demotions; /* set by the daemon: how many times */
 	__u64 refaults; /* swap-ins since the last demotion (sensors; the daemon zeroes it on demotion) */
 	__u32 flags; /* MMPOLICY_TIER_REGION_* */
-	__u32 compressed_permille; /* set by the daemon: sampled compressed / original x 1000; 0 = not sampled */
+	/*
+	 * set by the daemon before it demotes the region (and again when it
+	 * demotes it a while later): what zram would keep of the sampled pages
+	 * per 1000 bytes, a page past zram's huge-page line counted whole;
+	 * 0 = not sampled
+	 */
+	__u32 compressed_permille;
 };
 
 /*
@@ -204,7 +220,8 @@ enum mmpolicy_tier_write_op {
 	MMPOLICY_TIER_WRITE_SEED = 5,
 	/*
 	 * regions[tgid, region]: compressed_permille = value, and
-	 * MMPOLICY_TIER_REGION_INCOMPRESSIBLE set if value > 900, else cleared (made if missing)
+	 * MMPOLICY_TIER_REGION_INCOMPRESSIBLE set if value > MMPOLICY_TIER_INCOMPRESSIBLE_PERMILLE,
+	 * else cleared (made if missing)
 	 */
 	MMPOLICY_TIER_WRITE_COMPRESSIBILITY = 6,
 };
