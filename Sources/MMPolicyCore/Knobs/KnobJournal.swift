@@ -14,6 +14,18 @@ public protocol KnobJournalStorage: Sendable {
     /// Every recorded original, optionally only `owner`'s.
     func journalEntries(owner: String?) throws -> [KnobJournalEntry]
     func forgetJournal(path: String) throws
+    /// Makes `owner` the owner of the entry at `path`; unknown paths are ignored.
+    func reassignJournal(path: String, owner: String) throws
+}
+
+extension KnobJournalStorage {
+    /// Forgets the entry and journals it again under `owner` (storage that
+    /// can do it in one step, the state store, does).
+    public func reassignJournal(path: String, owner: String) throws {
+        guard let entry = try journalEntries(owner: nil).first(where: { $0.path == path }) else { return }
+        try forgetJournal(path: path)
+        _ = try journalOriginal(path: path, original: entry.original, owner: owner)
+    }
 }
 
 /// A kernel knob's value before mmpolicy first changed it.
@@ -23,6 +35,10 @@ public struct KnobJournalEntry: Codable, Sendable, Equatable {
     /// Who changed it: a policy name, or "daemon".
     public var owner: String
     public var recordedNs: Int64
+
+    /// Whether it records an operator's request (``KnobJournal/operatorOwner``):
+    /// undone only when asked for, never by a restore of everything.
+    public var isOperatorRequest: Bool { owner == KnobJournal.operatorOwner }
 
     public init(path: String, original: String, owner: String, recordedNs: Int64) {
         self.path = path
@@ -81,7 +97,20 @@ public struct KnobRestoration: Sendable {
 /// the daemon dies) and the next start after a crash can put it back.
 /// Restoring a cgroup knob that new children copy from their parent also
 /// resets the children made after the write (``InheritedKnob``).
+///
+/// Two kinds of entry are not a file's value. A zram swap device mmpolicy
+/// set up (``ZramSwapRecord``, path `zram-swap:/dev/zramN`) is restored by
+/// tearing it down (``ZramSwapSetup/tearDown(_:)``), after every other knob.
+/// And an entry owned by ``operatorOwner`` records what an operator asked
+/// for (`mmpolicy tier setup-zram`): it stays until the operator undoes it,
+/// so a restore of everything (shutdown, the guardian, the next start)
+/// leaves it alone; only a restore naming its owner or its path undoes it.
 public final class KnobJournal: Sendable {
+    /// The owner of what an operator asked for: not a valid policy name
+    /// (policies are named with a-z, 0-9 and _), so no policy's knobs are
+    /// ever mistaken for it.
+    public static let operatorOwner = "operator-request"
+
     /// How a knob's current value is read back for journaling, when the file's
     /// text is not itself the value to restore (memory.oom_control's
     /// "oom_kill_disable 0\nunder_oom 0..." restores as "0").
@@ -125,9 +154,10 @@ public final class KnobJournal: Sendable {
         }
     }
 
-    /// Writes every journaled original of `owner` (all owners if nil) back and
-    /// forgets it. A knob whose file is gone (the cgroup or process no longer
-    /// exists) counts as restored. Returns the failures; the rest are restored.
+    /// Writes every journaled original of `owner` (all owners but
+    /// ``operatorOwner`` if nil) back and forgets it. A knob whose file is
+    /// gone (the cgroup or process no longer exists) counts as restored.
+    /// Returns the failures; the rest are restored.
     @discardableResult
     public func restore(owner: String? = nil) -> [KnobError] {
         restoreReporting(owner: owner).failures
@@ -143,7 +173,7 @@ public final class KnobJournal: Sendable {
                 return KnobRestoration(failures: [KnobError(path: "(journal)", operation: "reading", errno: nil, detail: "\(error)")],
                                        journalError: "\(error)")
             }
-            return restoreLocked(all.filter { owner == nil || $0.owner == owner }, journaled: all)
+            return restoreLocked(all.filter { owner == nil ? !$0.isOperatorRequest : $0.owner == owner }, journaled: all)
         }
     }
 
@@ -160,13 +190,17 @@ public final class KnobJournal: Sendable {
 
     /// Restores `entries` (of the journal's `journaled`): knobs that can
     /// leave a task waiting in an OOM (memory.oom_control) first, then the
-    /// rest, each in the order they were journaled (parents before children).
+    /// rest, each in the order they were journaled (parents before children),
+    /// zram swap devices last (swapoff brings their pages back: it may take
+    /// seconds, and needs the memory the other knobs may free).
     /// An entry is forgotten only once it and the descendants that inherited
     /// from it are back.
     private func restoreLocked(_ entries: [KnobJournalEntry], journaled: [KnobJournalEntry]) -> KnobRestoration {
         var result = KnobRestoration()
         let journaledPaths = Set(journaled.map(\.path))
-        let ordered = entries.filter { InheritedKnob.rule(for: $0.path) != nil } + entries.filter { InheritedKnob.rule(for: $0.path) == nil }
+        let zram = entries.filter { ZramSwapRecord.isJournalKey($0.path) }
+        let files = entries.filter { !ZramSwapRecord.isJournalKey($0.path) }
+        let ordered = files.filter { InheritedKnob.rule(for: $0.path) != nil } + files.filter { InheritedKnob.rule(for: $0.path) == nil } + zram
         for entry in ordered {
             let back = Self.writeBack(entry, journaled: journaledPaths)
             result.inherited.append(contentsOf: back.inherited)
@@ -200,6 +234,7 @@ public final class KnobJournal: Sendable {
     /// this is complete. A vanished knob is complete.
     public static func writeBack(_ entry: KnobJournalEntry, journaled: Set<String>) -> WriteBack {
         var result = WriteBack()
+        if ZramSwapRecord.isJournalKey(entry.path) { return undoZramSwap(entry) }
         do throws(KnobError) {
             try Self.writeFile(entry.path, entry.original)
         } catch where error.errno == Errno.noSuchFileOrDirectory || error.errno == Errno.noSuchProcess {
@@ -226,6 +261,34 @@ public final class KnobJournal: Sendable {
             }
         }
         return result
+    }
+
+    /// Tears down the zram swap device `entry` records. A device that is gone,
+    /// or no longer holds the swap area mmpolicy made (someone reset or
+    /// reused it), counts as vanished and is left alone.
+    static func undoZramSwap(_ entry: KnobJournalEntry) -> WriteBack {
+        var result = WriteBack()
+        guard let record = ZramSwapRecord(entry) else {
+            result.failures.append(KnobError(path: entry.path, operation: "reading the zram swap record of", errno: nil,
+                                             detail: "'\(entry.original)' is not one this mmpolicy wrote; the entry stays"))
+            return result
+        }
+        do throws(ZramError) {
+            if case .gone = try ZramSwapSetup.tearDown(record) { result.vanished = true }
+        } catch {
+            result.failures.append(KnobError(path: entry.path, operation: "tearing down", errno: error.errno, detail: error.description))
+        }
+        return result
+    }
+
+    /// Runs `body` with the journal's storage under the journal's lock, so
+    /// that no write, restore or other transaction runs meanwhile: for a
+    /// change made of several steps and journal operations (``ZramSwapSetup``).
+    public func transaction<T: Sendable, E: Error>(_ body: (borrowing KnobJournalTransaction) throws(E) -> T) throws(E) -> T {
+        let storage = self.storage
+        return try lock.withLock { _ throws(E) -> T in
+            try body(KnobJournalTransaction(storage: storage))
+        }
     }
 
     /// Forgets the journal entries of `paths` (knobs already written back by
