@@ -32,6 +32,10 @@ public protocol PolicyKindDefinition: Sendable {
     var guards: [GuardEntry] { get }
     /// Its defaults for shared guards, by key, replacing the shared default.
     var guardDefaults: [String: GuardDefault] { get }
+    /// Whether its policies move memory to swap and so rely on a swap area
+    /// being active: the daemon will not tear down the last one mmpolicy set
+    /// up while such a policy is loaded. False by default.
+    var needsSwap: Bool { get }
 
     // MARK: runtime
 
@@ -50,6 +54,7 @@ extension PolicyKindDefinition {
     public func readManifestSections(_ reader: ManifestSectionReader) throws(ManifestError) -> (any KindManifestSettings)? { nil }
     public var guards: [GuardEntry] { [] }
     public var guardDefaults: [String: GuardDefault] { [:] }
+    public var needsSwap: Bool { false }
     public func summarize(_ decision: DecisionRecord) -> String { decision.envelopeSummary }
 }
 

@@ -27,6 +27,8 @@ public final class TieringEngine: KindEngine {
     /// Per attached policy, what it has moved, for `status`.
     let totals = Mutex<[String: TieringTotals]>([:])
     private let sensorState = Mutex<SensorState>(.notLoaded)
+    /// Swap for the policies, and the zram set up for one (TieringSlowTier.swift).
+    let slowTier = TieringSlowTier()
 
     private enum SensorState {
         case notLoaded
@@ -81,14 +83,12 @@ public final class TieringEngine: KindEngine {
             error.policy = instance.name
             throw error
         }
-        let tier = SlowTier.current()
-        guard tier.isConfigured else {
-            throw TieringAttachError(
-                policy: instance.name,
-                reason: "no swap device is active, so there is no slow tier to move memory to (/proc/swaps lists none)",
-                fix: "Set one up first, e.g. zram: `echo 4G > /sys/block/zram0/disksize; mkswap /dev/zram0; swapon /dev/zram0` (docs/kinds/tiering.md), then load the policy again")
+        // Swap, or the zram its manifest asks for, or a refusal naming the fixes.
+        try slowTier.provide(for: instance, environment: environment)
+        do { try await attach(instance) } catch {
+            slowTier.release(instance.name, environment: environment)
+            throw error
         }
-        try await attach(instance)
     }
 
     /// Attaches a tiering policy instance (tests build their own).
@@ -102,6 +102,7 @@ public final class TieringEngine: KindEngine {
 
     public func detach(name: String) async {
         _ = await loop.request { .detach(name, $0) }
+        slowTier.release(name, environment: environment)
     }
 
     public func health(of name: String) -> DecisionHealth? { health.health(of: name) }

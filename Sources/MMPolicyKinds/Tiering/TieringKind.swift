@@ -23,6 +23,9 @@ public struct TieringKind: PolicyKindDefinition {
 
     public var manifestSections: [String] { [TieringSettings.section] }
 
+    /// Its policies move memory to swap.
+    public var needsSwap: Bool { true }
+
     public func readManifestSections(_ reader: ManifestSectionReader) throws(ManifestError) -> (any KindManifestSettings)? {
         guard reader.has(TieringSettings.section) else { return nil }
         return try TieringSettings(reading: reader)

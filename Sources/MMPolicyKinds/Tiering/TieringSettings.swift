@@ -21,6 +21,9 @@ public struct TieringSettings: KindManifestSettings, Sendable, Equatable {
     public var incompressible: IncompressiblePolicy = .skip
     /// Pages sampled per 2 MiB region before it is demoted (0: never sample).
     public var compressibilitySamplePages: Int = 8
+    /// `setup_zram`: with no swap active at load, the daemon sets up zram
+    /// swap of this size for the policy (TieringSlowTier.swift).
+    public var setupZram: ByteSize? = nil
 
     /// What a demotion does with a region whose sampled pages zram would
     /// store whole (`[tiering] incompressible`).
@@ -55,6 +58,7 @@ public struct TieringSettings: KindManifestSettings, Sendable, Equatable {
     public static let knownKeys = [
         "interval_ms", "max_demote_mb", "max_demote_mb_per_process", "max_promote_mb", "min_swap_free_percent", "psi",
         "incompressible", "compressibility_sample_pages",
+        "setup_zram",
     ]
 
     /// The manifest's `[tiering]` over the defaults.
@@ -88,6 +92,7 @@ public struct TieringSettings: KindManifestSettings, Sendable, Equatable {
                                           "an integer from 0 to 512 (pages per 2 MiB region; 0: never sample)") {
             settings.compressibilitySamplePages = value
         }
+        settings.setupZram = try Self.readSetupZram(reader)
         self = settings
     }
 }
