@@ -16,7 +16,7 @@ struct MMPolicyCommand: AsyncParsableCommand {
         version: "mmpolicy \(version) (policy ABI \(mmpolicy_abi_version()), libbpf \(libbpfVersion))",
         subcommands: [ListCommand.self, InspectCommand.self, VerifyCommand.self, DaemonCommand.self, LoadCommand.self,
                       UnloadCommand.self, StatusCommand.self, EventsCommand.self, GuardianCommand.self,
-                      GuardsCommand.self]
+                      GuardsCommand.self, TierCommand.self]
     )
 }
 

@@ -27,6 +27,14 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case status
         /// The audit trail (`events`), filtered by `query`.
         case events
+        /// Set up zram swap as `zram` says (`mmpolicy tier setup-zram`);
+        /// answers `zram` with the device.
+        case setupZram
+        /// Tear down zram swap mmpolicy set up on request (`zram.device`);
+        /// answers `zram` with what was done.
+        case teardownZram
+        /// The slow tier (`tier`): swap areas and mmpolicy's zram devices.
+        case tierStatus
     }
 
     public var version: Int
@@ -38,14 +46,18 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var query: EventQuery?
     /// For `status`: also send up to this many recent watchdog windows per policy.
     public var history: Int?
+    /// For `setupZram` and `teardownZram`.
+    public var zram: ZramRequest?
 
-    public init(command: Command, load: LoadRequest? = nil, name: String? = nil, query: EventQuery? = nil, history: Int? = nil) {
+    public init(command: Command, load: LoadRequest? = nil, name: String? = nil, query: EventQuery? = nil, history: Int? = nil,
+                zram: ZramRequest? = nil) {
         self.version = ControlProtocol.version
         self.command = command
         self.load = load
         self.name = name
         self.query = query
         self.history = history
+        self.zram = zram
     }
 }
 
@@ -128,6 +140,10 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     /// moved aside, a knob journal or desired set that cannot be read or
     /// written), oldest first. Absent when nothing is.
     public var stateProblems: [StateProblem]?
+    /// `setupZram`, `teardownZram`: the device set up or torn down.
+    public var zram: ZramSetupStatus?
+    /// `tierStatus`: the slow tier.
+    public var tier: TierStatus?
 
     public init(ok: Bool = true, error: String? = nil, daemon: DaemonInfo? = nil,
                 policies: [PolicyStatus]? = nil, events: [EventRecord]? = nil, exits: [EventRecord]? = nil,

@@ -1,4 +1,5 @@
 import BPFKit
+import Logging
 import MMPolicyCore
 
 /// Answers control-socket requests from the policy manager and the store.
@@ -8,13 +9,18 @@ public struct ControlHandler: Sendable {
     let recorder: EventRecorder
     let watchdog: Watchdog
     let daemon: DaemonInfo
+    let zram: ZramControl
 
-    public init(manager: PolicyManager, store: StateStore, recorder: EventRecorder, watchdog: Watchdog, daemon: DaemonInfo) {
+    /// `journal` must be the one the kinds' engines write through (its lock
+    /// orders zram set-ups, teardowns and restores).
+    public init(manager: PolicyManager, store: StateStore, recorder: EventRecorder, watchdog: Watchdog, daemon: DaemonInfo,
+                journal: KnobJournal, logger: Logger) {
         self.manager = manager
         self.store = store
         self.recorder = recorder
         self.watchdog = watchdog
         self.daemon = daemon
+        self.zram = ZramControl(journal: journal, manager: manager, recorder: recorder, logger: logger)
     }
 
     public func handle(_ request: ControlRequest, peer: PeerCredentials) async -> ControlResponse {
@@ -47,6 +53,18 @@ public struct ControlHandler: Sendable {
                 // What was recorded up to now is visible to this query.
                 await recorder.flush()
                 return ControlResponse(events: try store.events(request.query ?? EventQuery()))
+            case .setupZram:
+                var response = ControlResponse()
+                response.zram = try zram.setUp(request.zram, peer: peer)
+                return response
+            case .teardownZram:
+                var response = ControlResponse()
+                response.zram = try await zram.tearDown(request.zram, peer: peer)
+                return response
+            case .tierStatus:
+                var response = ControlResponse()
+                response.tier = await zram.status()
+                return response
             }
         } catch let error as DaemonRequestError {
             return .failure(error.description)

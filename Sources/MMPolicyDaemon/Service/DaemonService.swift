@@ -155,7 +155,8 @@ public struct DaemonService: Service {
 
             let info = DaemonInfo(pid: getpid(), version: version, startedNs: started, socketPath: configuration.socketPath,
                                   stateDirectory: configuration.stateDirectory)
-            let handler = ControlHandler(manager: manager, store: store, recorder: recorder, watchdog: watchdog, daemon: info)
+            let handler = ControlHandler(manager: manager, store: store, recorder: recorder, watchdog: watchdog, daemon: info,
+                                         journal: journal, logger: logger)
             let server = try ControlServer(socketPath: configuration.socketPath) { request, peer in
                 await handler.handle(request, peer: peer)
             }

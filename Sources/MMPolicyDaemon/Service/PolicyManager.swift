@@ -304,6 +304,12 @@ public actor PolicyManager {
 
     // MARK: status
 
+    /// The loaded policies of a kind that moves memory to swap (its
+    /// definition's `needsSwap`), by name: they rely on a swap area.
+    public func policiesNeedingSwap() -> [String] {
+        loaded.filter { configuration.kinds.definition(for: $0.value.kind)?.needsSwap == true }.keys.sorted()
+    }
+
     /// Desired policies that did not load and have not been loaded or unloaded since, by name.
     public func failures() -> [FailedPolicy] {
         failed.keys.sorted().map { failed[$0]! }

@@ -374,6 +374,15 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// Makes `owner` the owner of the journal entry for `path`, in one
+    /// statement (a policy's zram swap another policy now relies on).
+    /// Unknown paths are ignored.
+    public func reassignJournal(path knob: String, owner: String) throws(StateStoreError) {
+        try write(.journal, "give knob \(knob) to \(owner)") { db in
+            try db.execute(sql: "UPDATE knob_journal SET owner = ? WHERE path = ?", arguments: [owner, knob])
+        }
+    }
+
     // MARK: - Plumbing
 
     private func write<T>(_ area: StateHealth.Area, _ operation: String, _ body: (Database) throws -> T) throws(StateStoreError) -> T {
