@@ -48,6 +48,9 @@ import Testing
         ControlRequest(command: .unload, name: "batch-oom"),
         ControlRequest(command: .status),
         ControlRequest(command: .events, query: EventQuery(policy: "batch-oom", sinceNs: 1_700_000_000_000_000_000, limit: 2)),
+        ControlRequest(command: .setupZram, zram: ZramRequest(sizeBytes: 1_073_741_824, algorithm: "lz4", priority: 100)),
+        ControlRequest(command: .teardownZram, zram: ZramRequest(device: "/dev/zram1")),
+        ControlRequest(command: .tierStatus),
     ]
 
     /// A handler whose answer depends on every field of the request and on the peer.
@@ -70,6 +73,17 @@ import Testing
             let summary = "policy=\(query.policy ?? "any") since=\(query.sinceNs ?? 0) limit=\(query.limit ?? 0)"
             return ControlResponse(events: [EventRecord(id: 7, timeNs: query.sinceNs ?? 0, type: .decision, policy: query.policy, summary: summary,
                 decision: ControlProtocolDocumentTests.decision.decision)])
+        case .setupZram, .teardownZram:
+            guard let zram = request.zram else { return .failure("\(request.command) without arguments") }
+            var response = ControlResponse()
+            response.zram = ZramSetupStatus(device: zram.device ?? "/dev/zram1", owner: "operator-request", hotAdded: true, uuid: "uid \(peer.uid)",
+                                            sizeBytes: zram.sizeBytes ?? 0, algorithm: zram.algorithm ?? "lz4", priority: zram.priority ?? 100,
+                                            active: request.command == .setupZram, setUpNs: 3)
+            return response
+        case .tierStatus:
+            var response = ControlResponse()
+            response.tier = ControlProtocolDocumentTests.tier
+            return response
         }
     }
 
@@ -426,6 +440,15 @@ import Testing
         error: "no policy named 'oom_largest' in the daemon's policy directory /etc/mmpolicy/policies (known: none). Give one of those names, or a path to a manifest (.toml).",
         failedNs: 1_767_225_600_500_000_000)
 
+    static let zram = ZramSetupStatus(device: "/dev/zram1", owner: "operator-request", hotAdded: true,
+                                      uuid: "1b4e28ba-2fa1-41d2-883f-0016d3cca427", sizeBytes: 1_073_741_824, algorithm: "lz4",
+                                      priority: 100, active: true, setUpNs: 1_767_225_700_000_000_000)
+    static let tier = TierStatus(
+        areas: [SwapAreaStatus(path: "/dev/zram1", type: "partition", sizeBytes: 1_073_737_728, usedBytes: 268_435_456, priority: 100,
+                               zram: ZramAreaStatus(storedBytes: 268_435_456, compressedBytes: 89_478_485, memoryBytes: 92_274_688, algorithm: "lz4"),
+                               setUpFor: "operator-request")],
+        zram: [zram], relyingPolicies: ["tier_cold"])
+
     /// (what the document calls it, the value) in the document's order.
     static var examples: [(String, any Encodable)] {
         var running = batchOOM
@@ -435,6 +458,16 @@ import Testing
         running.bpfRunCount = 1
         running.bpfRunTimeNs = 12_250
         let requests = ControlSocketTests.sampleRequests
+        func zramResponse(_ status: ZramSetupStatus) -> ControlResponse {
+            var response = ControlResponse()
+            response.zram = status
+            return response
+        }
+        var tornDown = zram
+        tornDown.active = false
+        tornDown.outcome = "swapped off and removed (mmpolicy had added it)"
+        var tierResponse = ControlResponse()
+        tierResponse.tier = tier
         var newer = ControlRequest(command: .ping)
         newer.version = 3
         return [
@@ -444,6 +477,9 @@ import Testing
             ("status request", requests[3]), ("status response", ControlResponse(daemon: daemon, policies: [running])),
             ("failed-policy status response", ControlResponse(daemon: daemon, policies: [], failedPolicies: [failed])),
             ("events request", requests[4]), ("events response", ControlResponse(events: [loaded, decision])),
+            ("setupZram request", requests[5]), ("setupZram response", zramResponse(zram)),
+            ("teardownZram request", requests[6]), ("teardownZram response", zramResponse(tornDown)),
+            ("tierStatus request", requests[7]), ("tierStatus response", tierResponse),
             ("newer-version request", newer),
             ("failure response", ControlResponse.failure("unsupported control protocol version: the request uses version 3, and this daemon speaks version 2. Use the mmpolicy CLI from the same release as the daemon.")),
         ]
