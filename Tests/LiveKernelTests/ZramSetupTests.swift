@@ -222,6 +222,30 @@ struct ZramSetupTests {
         #expect(events.contains("zram-swap:\(zram.device)=hot_added=1 uuid=\(zram.uuid)"), "the start's restore names the old device: \(events)")
     }
 
+    @Test func withoutSwapAndWithoutTheKeyALoadIsRefusedNamingTheFixes() throws {
+        let daemon = try Self.daemon()
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-zram", limitBytes: 256 * Self.mib)
+        for attempt in 1...5 {
+            guard eventually(300, { SlowTier.current().devices.isEmpty }) else {
+                throw ZramTestError("swap stayed on for 300 s (\(SlowTier.current().devices.map(\.path))): another process's; the test needs a moment without any")
+            }
+            let load = try daemon.cli(["load", "tier_plain", "--scope", memcg.path])
+            if load.status == 0 {
+                // Another's swap came on between the wait and the load.
+                print("zram-setup: attempt \(attempt): another suite's swap came on before the load")
+                #expect(try daemon.cli(["unload", "tier_plain"]).status == 0)
+                continue
+            }
+            #expect(load.output.contains("no swap device is active"), "\(load.output)")
+            for fix in ["`mmpolicy tier setup-zram 4G`", "setup_zram = \"4G\"", "swapon"] {
+                #expect(load.output.contains(fix), "the refusal names \(fix): \(load.output)")
+            }
+            #expect(try tierStatus(daemon).zram.isEmpty, "without the key nothing is set up")
+            return
+        }
+        throw ZramTestError("five loads in a row met another suite's swap")
+    }
+
     // MARK: helpers
 
     /// Loads tier_z (setup_zram = "64M") on a machine without swap; its zram.
