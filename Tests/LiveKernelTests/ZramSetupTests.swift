@@ -77,7 +77,7 @@ struct ZramSetupTests {
         }
         #expect(try daemon.cli(["unload", "tier_plain"]).status == 0)
 
-        let teardown = try daemon.cli(["tier", "teardown-zram"])
+        let teardown = try operatorTeardown(daemon, [])
         #expect(teardown.status == 0 && teardown.output.contains("tore down \(zram.device): swapped off and removed"), "\(teardown.output)")
         #expect(SwapSnapshot().areas[zram.device] == nil, "no longer swap")
         #expect(!ZramDevice(naming: zram.device)!.exists, "the device mmpolicy added is removed")
@@ -100,7 +100,7 @@ struct ZramSetupTests {
         #expect(SwapSnapshot().areas[own.device.path]?.priority == 5)
         #expect(try own.device.algorithms().selected == "lzo" && own.device.diskSize() == 32 * Self.mib)
 
-        let teardown = try daemon.cli(["tier", "teardown-zram", own.device.path])
+        let teardown = try operatorTeardown(daemon, [own.device.path])
         #expect(teardown.status == 0 && teardown.output.contains("reset (it existed before)"), "\(teardown.output)")
         #expect(own.device.exists, "a device mmpolicy did not add stays")
         #expect(SwapSnapshot().areas[own.device.path] == nil)
@@ -163,7 +163,7 @@ struct ZramSetupTests {
         #expect(daemon.stop() == 0)
         #expect(SwapSnapshot().areas[zram.device] != nil, "a clean stop leaves it on")
         try daemon.start()
-        let teardown = try daemon.cli(["tier", "teardown-zram", zram.device])
+        let teardown = try operatorTeardown(daemon, [zram.device])
         #expect(teardown.status == 0, "teardown works after restarts: \(teardown.output)")
         #expect(SwapSnapshot().areas[zram.device] == nil && !ZramDevice(naming: zram.device)!.exists)
     }
@@ -182,9 +182,14 @@ struct ZramSetupTests {
                 "an operator's teardown leaves a policy's zram alone")
 
         #expect(try daemon.cli(["unload", "tier_z"]).status == 0)
+        if leftovers.holdsItsArea(zram) {
+            try expectOthersPagesHeldIt(daemon, zram)
+            try restartUntilGone(daemon, zram, leftovers)
+        } else {
+            #expect(try daemon.events(["--policy", "tier_z"]).contains("tore down its zram swap \(zram.device)"))
+        }
         #expect(SwapSnapshot().areas[zram.device] == nil && !ZramDevice(naming: zram.device)!.exists, "its zram goes with it")
         #expect(try tierStatus(daemon).zram.isEmpty)
-        #expect(try daemon.events(["--policy", "tier_z"]).contains("tore down its zram swap \(zram.device)"))
     }
 
     @Test func aKilledDaemonsPolicyZramGoesWithItsGuardianAndComesBackWithTheReload() throws {
@@ -196,8 +201,13 @@ struct ZramSetupTests {
 
         let guardian = try #require(daemon.guardians().first)
         daemon.stop(signal: SIGKILL)
-        #expect(reap(guardian.pid, timeoutSeconds: 10) == 0, "the guardian restored everything")
-        #expect(!leftovers.holdsItsArea(zram), "the guardian tore the policy's zram down")
+        let exit = reap(guardian.pid, timeoutSeconds: 10)
+        if leftovers.holdsItsArea(zram) {
+            #expect(exit == 1, "the guardian says it could not restore everything")
+            try expectOthersPagesHeldIt(daemon, zram, daemonRunning: false)
+        } else {
+            #expect(exit == 0, "the guardian tore the policy's zram down, and restored everything")
+        }
         try expectReloadedWithItsOwnZram(daemon, replacing: zram, leftovers: leftovers)
     }
 
@@ -217,9 +227,10 @@ struct ZramSetupTests {
             _ = reap(guardian.pid, timeoutSeconds: 5)
         }
         #expect(leftovers.holdsItsArea(zram) && SwapSnapshot().areas[zram.device] != nil, "nobody restored it yet")
-        try expectReloadedWithItsOwnZram(daemon, replacing: zram, leftovers: leftovers)
-        let events = try daemon.events()
-        #expect(events.contains("zram-swap:\(zram.device)=hot_added=1 uuid=\(zram.uuid)"), "the start's restore names the old device: \(events)")
+        if try expectReloadedWithItsOwnZram(daemon, replacing: zram, leftovers: leftovers) {
+            let events = try daemon.events()
+            #expect(events.contains("zram-swap:\(zram.device)=hot_added=1 uuid=\(zram.uuid)"), "the start's restore names the old device: \(events)")
+        }
     }
 
     @Test func withoutSwapAndWithoutTheKeyALoadIsRefusedNamingTheFixes() throws {
@@ -279,9 +290,16 @@ struct ZramSetupTests {
     /// Restarts `daemon`: the desired set brings tier_z back, with a zram
     /// of its own again (a new swap area) unless other swap is on by then;
     /// the old one is gone either way. Unloads it at the end.
+    /// Whether the first start's restore tore the old one down.
+    @discardableResult
     func expectReloadedWithItsOwnZram(_ daemon: DaemonProcess, replacing old: ZramSetupStatus, leftovers: ZramLeftovers,
-                                      sourceLocation: SourceLocation = #_sourceLocation) throws {
+                                      sourceLocation: SourceLocation = #_sourceLocation) throws -> Bool {
         try daemon.start()
+        let goneAtStart = !leftovers.holdsItsArea(old)
+        if !goneAtStart {
+            try expectOthersPagesHeldIt(daemon, old, sourceLocation: sourceLocation)
+            try restartUntilGone(daemon, old, leftovers, sourceLocation: sourceLocation)
+        }
         #expect(!leftovers.holdsItsArea(old), "the old zram is gone", sourceLocation: sourceLocation)
         let status = try daemon.cli(["status", "--json"]).output
         #expect(status.contains("\"name\" : \"tier_z\""), "the policy is loaded again: \(status)", sourceLocation: sourceLocation)
@@ -295,6 +313,52 @@ struct ZramSetupTests {
             print("zram-setup: another suite's swap was on at the reload, so no new zram was set up")
             #expect(try daemon.cli(["unload", "tier_z"]).status == 0, sourceLocation: sourceLocation)
         }
+        return goneAtStart
+    }
+
+    /// `mmpolicy tier teardown-zram ARGS`, again every second for up to
+    /// 120 s while it fails with ENOMEM (``expectOthersPagesHeldIt``).
+    func operatorTeardown(_ daemon: DaemonProcess, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let started = monotonicMilliseconds()
+        while true {
+            let result = try daemon.cli(["tier", "teardown-zram"] + arguments)
+            guard result.status != 0, result.output.contains("Cannot allocate memory (errno 12)"),
+                  monotonicMilliseconds() - started < 120_000 else { return result }
+            #expect(result.output.contains("nothing was torn down") || result.output.contains("swapoff of"), "\(result.output)")
+            print("zram-setup: teardown-zram met ENOMEM (other processes' pages on the device); trying again")
+            sleep(1)
+        }
+    }
+
+    /// A teardown of `zram` failed with ENOMEM, as the audit trail says. The
+    /// tests put no pages on their devices (observe mode, no workload); but
+    /// while one is the only swap, another suite's processes (in memory
+    /// cgroups at their limit, here or in another checkout) swap into it,
+    /// and swapoff cannot bring their pages back until those groups have
+    /// room. The entry then stays journaled and the next restore tries
+    /// again: what the tests check instead of "gone now".
+    func expectOthersPagesHeldIt(_ daemon: DaemonProcess, _ zram: ZramSetupStatus, daemonRunning: Bool = true,
+                                 sourceLocation: SourceLocation = #_sourceLocation) throws {
+        print("zram-setup: \(zram.device) held other processes' pages (\(SwapSnapshot().areas[zram.device]?.usedBytes ?? 0) bytes used): swapoff met ENOMEM")
+        guard daemonRunning else { return }
+        let events = try daemon.events()
+        #expect(events.contains("zram-swap:\(zram.device)") || events.contains("zram swap \(zram.device) could NOT be torn down"),
+                "the failure is recorded", sourceLocation: sourceLocation)
+        #expect(events.contains("Cannot allocate memory (errno 12)"), "and it is ENOMEM, nothing else: \(events)", sourceLocation: sourceLocation)
+        #expect(try tierStatus(daemon).zram.contains { $0.uuid == zram.uuid }, "still journaled", sourceLocation: sourceLocation)
+    }
+
+    /// Stops and starts `daemon` until `zram` is torn down (each shutdown's
+    /// and start's restore tries again), at most 120 s.
+    func restartUntilGone(_ daemon: DaemonProcess, _ zram: ZramSetupStatus, _ leftovers: ZramLeftovers,
+                          sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let started = monotonicMilliseconds()
+        while leftovers.holdsItsArea(zram) && monotonicMilliseconds() - started < 120_000 {
+            sleep(1)
+            #expect(daemon.stop() == 0, sourceLocation: sourceLocation)
+            try daemon.start()
+        }
+        #expect(!leftovers.holdsItsArea(zram), "a later restore tore it down", sourceLocation: sourceLocation)
     }
 
     func tierStatus(_ daemon: DaemonProcess) throws -> TierStatus {

@@ -1,5 +1,9 @@
 import SystemPackage
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Sets up a zram swap device and tears it down again, exactly: the slow
 /// tier a tiering policy needs, for an operator who asks (`mmpolicy tier
 /// setup-zram`) or for a policy whose manifest asks (`[tiering] setup_zram`).
@@ -75,16 +79,56 @@ public enum ZramSwapSetup {
         }
     }
 
-    /// Tears down what `record` set up, if it is still there.
-    public static func tearDown(_ record: ZramSwapRecord) throws(ZramError) -> Teardown {
+    /// How long a teardown asked for (an operator's, a policy's unload)
+    /// keeps trying a swapoff that fails with ENOMEM.
+    public static let requestPatienceMs = 5_000
+
+    /// Tears down what `record` set up, if it is still there. A swapoff that
+    /// fails with ENOMEM is tried again every 250 ms for `patienceMs`: pages
+    /// charged to a memory cgroup at its limit cannot come back until that
+    /// group has room, which its reclaim or an exiting process often makes
+    /// soon. Restores of everything (the guardian, a start, a shutdown) use
+    /// none: they must not hold the state directory's lock for long, and the
+    /// entry stays journaled for the next one.
+    public static func tearDown(_ record: ZramSwapRecord, patienceMs: Int = 0) throws(ZramError) -> Teardown {
         let device = record.device
         guard device.exists else { return .gone("\(device.path) no longer exists") }
         guard try holdsArea(of: record) else {
             return .gone("\(device.path) no longer holds the swap area mmpolicy made (UUID \(record.uuid)): someone else reset or reused it, so it was left alone")
         }
-        if try SwapArea.isActive(device.path) { try SwapArea.off(device.path) }
+        if try SwapArea.isActive(device.path) {
+            var waitedMs = 0
+            while true {
+                do throws(ZramError) {
+                    try SwapArea.off(device.path)
+                    break
+                } catch where error.errno == .noMemory && waitedMs < patienceMs {
+                    usleep(250_000)
+                    waitedMs += 250
+                }
+            }
+        }
         if record.hotAdded { try device.remove() } else { try device.reset() }
         return .tornDown
+    }
+
+    /// Tears down the device `record` journals and forgets its entry, under
+    /// the journal's lock: for a teardown asked for (``requestPatienceMs``).
+    /// Throws ``ZramError/Reason/notSetUpByMMPolicy(setUp:)`` when the entry
+    /// is no longer there, or no longer `owner`'s (another teardown was first).
+    public static func tearDownJournaled(_ record: ZramSwapRecord, owner: String, journal: KnobJournal,
+                                         patienceMs: Int = requestPatienceMs) throws(ZramError) -> Teardown {
+        try journal.transaction { (journal: borrowing KnobJournalTransaction) throws(ZramError) -> Teardown in
+            guard (try? journal.entry(at: record.journalKey))?.owner == owner else {
+                throw ZramError(.notSetUpByMMPolicy(setUp: []), path: record.device.path)
+            }
+            let outcome = try tearDown(record, patienceMs: patienceMs)
+            do throws(KnobError) { try journal.forget(record.journalKey) } catch {
+                throw ZramError(.journal("it was torn down, but its journal entry could not be forgotten (\(error)); the next teardown or restore forgets it"),
+                                path: record.device.path)
+            }
+            return outcome
+        }
     }
 
     /// Whether `record`'s device still holds the swap area mmpolicy wrote.

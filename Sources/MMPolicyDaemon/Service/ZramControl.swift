@@ -68,18 +68,7 @@ struct ZramControl: Sendable {
             throw refusal
         }
         let record = found.record
-        let outcome = try journal.transaction { (journal: borrowing KnobJournalTransaction) throws(ZramError) -> ZramSwapSetup.Teardown in
-            // Another teardown may have been first.
-            guard (try? journal.entry(at: record.journalKey))?.isOperatorRequest == true else {
-                throw ZramError(.notSetUpByMMPolicy(setUp: []), path: device.path)
-            }
-            let outcome = try ZramSwapSetup.tearDown(record)
-            do throws(KnobError) { try journal.forget(record.journalKey) } catch {
-                throw ZramError(.journal("it was torn down, but its journal entry could not be forgotten (\(error)); the next teardown or restart forgets it"),
-                                path: device.path)
-            }
-            return outcome
-        }
+        let outcome = try ZramSwapSetup.tearDownJournaled(record, owner: KnobJournal.operatorOwner, journal: journal)
         let done: String
         switch outcome {
         case .tornDown: done = "swapped off and \(record.hotAdded ? "removed (mmpolicy had added it)" : "reset (it existed before)")"

@@ -65,13 +65,16 @@ final class TieringSlowTier: Sendable {
                     }
                     continue
                 }
-                let failures = journal.restore(paths: [record.journalKey])
-                if failures.isEmpty {
-                    note(environment, name, "tore down its zram swap \(record.device.path) (swapoff, \(record.hotAdded ? "device removed" : "device reset"))")
-                } else {
-                    let why = failures.map(\.description).joined(separator: " ")
-                    note(environment, name, "its zram swap \(record.device.path) could NOT be torn down and stays journaled (the next restore tries again): \(why)")
-                    environment.log("tiering: tearing down zram swap \(record.device.path) of '\(name)' failed: \(why)")
+                do throws(ZramError) {
+                    switch try ZramSwapSetup.tearDownJournaled(record, owner: name, journal: journal) {
+                    case .tornDown:
+                        note(environment, name, "tore down its zram swap \(record.device.path) (swapoff, \(record.hotAdded ? "device removed" : "device reset"))")
+                    case .gone(let why):
+                        note(environment, name, "its zram swap had nothing left to undo: \(why)")
+                    }
+                } catch {
+                    note(environment, name, "its zram swap \(record.device.path) could NOT be torn down and stays journaled (the daemon's next restore, at shutdown or start, tries again): \(error)")
+                    environment.log("tiering: tearing down zram swap \(record.device.path) of '\(name)' failed: \(error)")
                 }
             }
         }
