@@ -83,9 +83,9 @@ run: build
 test: build
 	swift build --build-tests
 	swift test --skip-build --skip LiveKernelTests
-	swift test --skip-build --filter LiveKernelTests --skip 'WatchdogEndToEndTests|TieringSensorTests|TieringPrimitivesTests|TieringEndToEndTests'
+	swift test --skip-build --filter LiveKernelTests --skip 'WatchdogEndToEndTests|TieringSensorTests|TieringPrimitivesTests|TieringEndToEndTests|TieringReclaimTests|MemcgReclaimTests'
 	swift test --skip-build --filter WatchdogEndToEndTests
-	swift test --skip-build --filter 'TieringSensorTests|TieringPrimitivesTests|TieringEndToEndTests'
+	swift test --skip-build --filter 'TieringSensorTests|TieringPrimitivesTests|TieringEndToEndTests|TieringReclaimTests|MemcgReclaimTests'
 
 # The fault-injection suites alone (they also run in `make test`): a stopped
 # daemon, a locked, damaged or full state store, planted symbolic links and
