@@ -77,9 +77,9 @@ run: build
 # cooperative pool (2 threads on 2 cores) for seconds at a time while they
 # wait for the kernel, which would starve the control-socket tests' timing
 # checks if both ran in one process at once. The watchdog's and the tiering
-# sensors' live suites run last, each alone: they turn zram swap on, which
-# would keep other suites' memcgs from running out of memory, and both need
-# /dev/zram0.
+# suites (sensors, primitives, end to end, reclaim targets, memcg reclaim)
+# run last, each phase alone: they turn zram swap on, which would keep other
+# suites' memcgs from running out of memory.
 test: build
 	swift build --build-tests
 	swift test --skip-build --skip LiveKernelTests
