@@ -34,8 +34,9 @@
  * allocating tasks to the lowered limit for the moments it is down; it
  * looks at the scope's processes' faults, not at its page cache users; in
  * the system scope a region's quiet time is only time since its last
- * fault, so resident hot memory looks quiet until it is demoted and comes
- * back.
+ * fault (or since the daemon began tracking its process), so resident hot
+ * memory looks quiet until it is demoted and comes back, and a process
+ * tracked a moment ago has every region equally quiet.
  */
 #include "mmpolicy/tiering.bpf.h"
 

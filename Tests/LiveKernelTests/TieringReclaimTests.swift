@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import BPFKit
+import CMMPolicyABI
 import MMPolicyCore
 import MMPolicyDaemon
 import MMPolicyKinds
@@ -158,6 +159,47 @@ struct TieringReclaimTests {
         #expect(reclaims.count >= 3, "it grew by steps, not all at once")
         #expect(try daemon.cli(["unload", "tier_senpai"]).status == 0)
         #expect(try limitText(memcg.path) == original)
+        _ = zram
+    }
+
+    @Test func tierSenpaiBacksOffWhenWhatItReclaimsComesStraightBack() throws {
+        let zram = try ZramSwap(sizeBytes: 512 * Self.mib, ownDevice: true)
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-senpai", limitBytes: 1024 * Self.mib)
+        let hot = try workload(["thrash", "--rss", "128M", "--cgroup", memcg.path])
+        let daemon = try DaemonProcess(policies: ["tier_senpai": try Self.senpai()])
+        let load = try daemon.cli(["load", "tier_senpai", "--scope", memcg.path, "--mode", "enforce"])
+        #expect(load.status == 0, "\(load.output)")
+        usleep(12_000_000)  // 12 plans
+        let usage = try KernelFile.readUInt64(memcg.path + "/memory.usage_in_bytes")
+        let reclaims = try decisions(daemon, policy: "tier_senpai").compactMap(\.tiering).flatMap(\.reclaims)
+        let resident = try ProcessMemoryStatus.read(pid: hot.pid).rssAnonBytes
+        print("tier-senpai: on a thrashing 128 MiB, \(reclaims.count) reclaims in 12 s, asked (KiB): \(reclaims.map { $0.grantedBytes >> 10 }); \(resident >> 20) MiB resident")
+        #expect(!reclaims.isEmpty, "it tried; log:\n\(daemon.log.suffix(3000))")
+        // Under target every plan it would double: 5, 10, 20, 40, 50 per mille.
+        // Each step's pages come straight back, so the step never grows.
+        #expect(reclaims.allSatisfy { $0.grantedBytes <= usage * 6 / 1000 + Self.mib }, "the step stays at its first size")
+        #expect(reclaims.count <= 8, "it backs off after each: \(reclaims.count) reclaims in 12 plans")
+        #expect(resident >= 120 * Self.mib, "the hot memory stays resident")
+        #expect(try daemon.cli(["unload", "tier_senpai"]).status == 0)
+        _ = zram
+    }
+
+    @Test func tierSenpaiInTheSystemScopeDemotesTheRegionsQuietTheLongest() throws {
+        // Observe mode: the whole machine is in scope, and nothing may move.
+        let zram = try ZramSwap(sizeBytes: 256 * Self.mib, ownDevice: true)
+        let daemon = try DaemonProcess(policies: ["tier_senpai": try Self.senpai()])
+        let load = try daemon.cli(["load", "tier_senpai", "--scope", "system", "--mode", "observe",
+                                   "--set", "stall_target_us_per_s=1000000"])  // the machine's stalls are not this test's
+        #expect(load.status == 0, "\(load.output)")
+        let observed = { (try? decisions(daemon, policy: "tier_senpai").first { $0.outcome == .observed }) ?? nil }
+        #expect(eventually(20) { observed() != nil }, "log:\n\(daemon.log.suffix(3000))")
+        let record = try #require(observed())
+        let payload = try #require(record.tiering)
+        print("tier-senpai: system scope, \(payload.actionsAsked) regions asked, \(payload.demotedBytes >> 20) MiB would move, \(payload.refusedCount) refused; \(TieringKind().summarize(record))")
+        #expect(payload.targetsAsked == 0, "no cgroup to reclaim: regions instead")
+        #expect(payload.actionsAsked > 0 && payload.demotedBytes > 0)
+        #expect(payload.actionsAsked <= Int(MMPOLICY_TIER_MAX_ACTIONS))
+        #expect(try daemon.cli(["unload", "tier_senpai"]).status == 0)
         _ = zram
     }
 
