@@ -46,7 +46,7 @@ public struct TieringValidator: Sendable {
         public var refusals: [TieringDecisionPayload.Refusal] = []
         public var acceptedTargets: [AcceptedTarget] = []
         public var targetRefusals: [TieringDecisionPayload.TargetRefusal] = []
-        /// Bytes the bounds cut from accepted actions, with why.
+        /// Bytes the bounds cut from accepted actions and reclaim targets, with why.
         public var trimmedBytes: UInt64 = 0
         public var trimNote: String?
     }
