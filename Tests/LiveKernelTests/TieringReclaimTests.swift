@@ -79,6 +79,32 @@ struct TieringReclaimTests {
         _ = zram
     }
 
+    @Test func observeModeRecordsTheTargetAndReclaimsNothing() throws {
+        let zram = try ZramSwap(sizeBytes: 256 * Self.mib, ownDevice: true)
+        let memcg = try TemporaryMemcg(prefix: "mmpolicy-reclaim", limitBytes: 512 * Self.mib)
+        let held = try workload(["hold", "--rss", "64M", "--cgroup", memcg.path])
+        let original = try limitText(memcg.path)
+        let usage = try KernelFile.readUInt64(memcg.path + "/memory.usage_in_bytes")
+        let daemon = try DaemonProcess(policies: ["tier_fixed": Self.fixedTarget()])
+        let load = try daemon.cli(["load", "tier_fixed", "--scope", memcg.path, "--mode", "observe",
+                                   "--set", "reclaim_bytes=\(32 * Self.mib)"])
+        #expect(load.status == 0, "\(load.output)")
+        let observed = { (try? decisions(daemon, policy: "tier_fixed").first { $0.outcome == .observed }) ?? nil }
+        #expect(eventually(10) { observed() != nil }, "log:\n\(daemon.log)")
+        let record = try #require(observed())
+        let payload = try #require(record.tiering)
+        #expect(payload.reclaims.map(\.grantedBytes) == [32 * Self.mib] && payload.reclaimedBytes == 32 * Self.mib,
+                "the bytes it would have asked for: \(payload.reclaims)")
+        #expect(payload.reclaims.first?.steps == 0 && payload.reclaims.first?.stop == nil, "nothing was run")
+        #expect(TieringKind().summarize(record).contains("would reclaim 32.0 MiB from \(memcg.path)"), "\(TieringKind().summarize(record))")
+        #expect(try limitText(memcg.path) == original)
+        #expect(try ProcessMemoryStatus.read(pid: held.pid).swapBytes == 0)
+        let after = try KernelFile.readUInt64(memcg.path + "/memory.usage_in_bytes")
+        #expect(after + 8 * Self.mib >= usage, "the group kept its memory: \(usage >> 20) -> \(after >> 20) MiB")
+        #expect(try daemon.cli(["status"]).output.contains("reclaimed 0 B"), "observe mode adds nothing to the totals")
+        _ = zram
+    }
+
     @Test func aTargetOutsideTheScopeOrOfNoCgroupIsRefusedAndCounted() throws {
         let zram = try ZramSwap(sizeBytes: 256 * Self.mib, ownDevice: true)
         let memcg = try TemporaryMemcg(prefix: "mmpolicy-reclaim", limitBytes: 512 * Self.mib)
