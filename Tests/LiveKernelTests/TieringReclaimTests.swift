@@ -207,10 +207,15 @@ struct TieringReclaimTests {
         let resident = try ProcessMemoryStatus.read(pid: hot.pid).rssAnonBytes
         print("tier-senpai: on a thrashing 128 MiB, \(reclaims.count) reclaims in 12 s, asked (KiB): \(reclaims.map { $0.grantedBytes >> 10 }); \(resident >> 20) MiB resident")
         #expect(!reclaims.isEmpty, "it tried; log:\n\(daemon.log.suffix(3000))")
-        // Under target every plan it would double: 5, 10, 20, 40, 50 per mille.
-        // Each step's pages come straight back, so the step never grows.
-        #expect(reclaims.allSatisfy { $0.grantedBytes <= usage * 6 / 1000 + Self.mib }, "the step stays at its first size")
-        #expect(reclaims.count <= 8, "it backs off after each: \(reclaims.count) reclaims in 12 plans")
+        // Always under target, its 11 plans after the first would ask 5, 10,
+        // 20, 40, then 50 per mille of usage each: 425 per mille in all. Each
+        // step's pages come straight back, so it backs off and starts small
+        // again (a step whose refaults stay just under target may double once
+        // or twice).
+        let openLoop = usage * 425 / 1000
+        let asked = reclaims.reduce(0) { $0 + $1.grantedBytes }
+        #expect(asked * 3 <= openLoop, "\(asked >> 10) KiB asked; without feedback \(openLoop >> 10) KiB")
+        #expect(reclaims.count <= 9, "it backs off: \(reclaims.count) reclaims in 12 plans")
         #expect(resident >= 120 * Self.mib, "the hot memory stays resident")
         #expect(try daemon.cli(["unload", "tier_senpai"]).status == 0)
         _ = zram
