@@ -69,6 +69,14 @@ public struct ResolvedScope: Sendable, Equatable, CustomStringConvertible {
 
     public static let system = ResolvedScope(cgroupPath: nil, cgroupID: 0, level: 0, mount: nil)
 
+    /// A scope as given, not looked up (``cgroup(_:mount:)`` resolves a real one).
+    public init(cgroupPath: String?, cgroupID: UInt64, level: UInt32, mount: MemoryCgroupMount?) {
+        self.cgroupPath = cgroupPath
+        self.cgroupID = cgroupID
+        self.level = level
+        self.mount = mount
+    }
+
     public var description: String { cgroupPath ?? "system" }
 
     /// The scope as the ABI carries it into a callback.

@@ -250,17 +250,26 @@ public struct DecisionPayload: Codable, Sendable, Equatable {
         self.body = (try? JSONValue(encoding: body)) ?? .object([:])
     }
 
-    /// The payload as `Body`; nil if it is another kind's or another version's.
+    /// The payload as `Body`; nil if it is another kind's or a version
+    /// `Body` does not read (see ``DecisionPayloadBody/oldestReadableVersion``).
     public func decode<Body: DecisionPayloadBody>(_ type: Body.Type) -> Body? {
-        guard version == Body.version else { return nil }
+        guard (Body.oldestReadableVersion...Body.version).contains(version) else { return nil }
         return try? body.decode(Body.self)
     }
 }
 
 /// A kind's typed decision payload. Bump `version` on any change that an
-/// older reader would misread.
+/// older reader would misread; a body that still decodes the records of
+/// earlier versions (new fields optional on decoding) says so with
+/// `oldestReadableVersion`.
 public protocol DecisionPayloadBody: Codable, Sendable, Equatable {
     static var version: Int { get }
+    /// The oldest payload version this body decodes; `version` by default.
+    static var oldestReadableVersion: Int { get }
+}
+
+extension DecisionPayloadBody {
+    public static var oldestReadableVersion: Int { version }
 }
 
 /// A policy the operator asked to run: kept in the store so a restarted

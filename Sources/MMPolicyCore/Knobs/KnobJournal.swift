@@ -136,22 +136,41 @@ public final class KnobJournal: Sendable {
     public func writeReporting(_ value: String, to path: String, owner: String,
                                original: OriginalReader = KnobJournal.trimmedText) throws(KnobError) -> KnobJournalEntry {
         try lock.withLock { _ throws(KnobError) -> KnobJournalEntry in
-            let current: String
-            do { current = try String(contentsOfProcFile: path) } catch {
-                throw KnobError(path: path, operation: "reading the original of", errno: (error as? Errno), detail: "")
-            }
-            var entry = KnobJournalEntry(path: path, original: original(current), owner: owner, recordedNs: 0)
-            do {
-                if try !storage.journalOriginal(path: path, original: entry.original, owner: owner),
-                   let earlier = try storage.journalEntries(owner: nil).first(where: { $0.path == path }) {
-                    entry = earlier
-                }
-            } catch {
-                throw KnobError(path: path, operation: "journaling the original of", errno: nil, detail: "\(error)")
-            }
+            let entry = try journalLocked(path, owner: owner, original: original)
             try Self.writeFile(path, value)
             return entry
         }
+    }
+
+    /// Journals `path`'s current value (as read by `original`) under `owner`
+    /// without writing anything: for an actuator that then changes the knob
+    /// itself, several times over one descriptor (the stepped memcg limit of
+    /// ``MemcgV1LimitReclaim``), and puts it back itself. Returns the entry
+    /// the knob is to be restored from: the one just recorded, or the one
+    /// recorded before (the first original wins). Once this returns, unload,
+    /// the guardian and the next start restore the knob whatever happens.
+    public func record(_ path: String, owner: String,
+                       original: OriginalReader = KnobJournal.trimmedText) throws(KnobError) -> KnobJournalEntry {
+        try lock.withLock { _ throws(KnobError) -> KnobJournalEntry in try journalLocked(path, owner: owner, original: original) }
+    }
+
+    /// Reads `path`'s original and journals it (the first original wins);
+    /// the entry to restore from. Called with `lock` held.
+    private func journalLocked(_ path: String, owner: String, original: OriginalReader) throws(KnobError) -> KnobJournalEntry {
+        let current: String
+        do { current = try String(contentsOfProcFile: path) } catch {
+            throw KnobError(path: path, operation: "reading the original of", errno: (error as? Errno), detail: "")
+        }
+        var entry = KnobJournalEntry(path: path, original: original(current), owner: owner, recordedNs: 0)
+        do {
+            if try !storage.journalOriginal(path: path, original: entry.original, owner: owner),
+               let earlier = try storage.journalEntries(owner: nil).first(where: { $0.path == path }) {
+                entry = earlier
+            }
+        } catch {
+            throw KnobError(path: path, operation: "journaling the original of", errno: nil, detail: "\(error)")
+        }
+        return entry
     }
 
     /// Writes every journaled original of `owner` (all owners but

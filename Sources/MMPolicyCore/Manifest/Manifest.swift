@@ -111,13 +111,23 @@ public struct ProtectList: Sendable, Equatable {
     /// The `cgroups` entry that covers cgroup directory `path`, if any. An
     /// entry may be absolute or relative to the hierarchy's root (`mount`).
     public func cgroupEntry(containing path: String, mount: MemoryCgroupMount?) -> String? {
-        let root = mount.map { $0.path.hasSuffix("/") ? String($0.path.dropLast()) : $0.path } ?? ""
-        for entry in cgroups {
-            let absolute = entry.hasPrefix("/") && (root.isEmpty || entry.hasPrefix(root + "/")) ? entry
-                : root + "/" + entry.drop(while: { $0 == "/" })
-            if CgroupTree.isWithin(path, absolute) { return entry }
+        cgroups.first { CgroupTree.isWithin(path, Self.absolute($0, mount: mount)) }
+    }
+
+    /// The `cgroups` entries that cover cgroup directory `path` or groups
+    /// below it: what reclaim of `path`'s whole subtree would reach.
+    public func cgroupEntries(reachedFrom path: String, mount: MemoryCgroupMount?) -> [String] {
+        cgroups.filter { entry in
+            let absolute = Self.absolute(entry, mount: mount)
+            return CgroupTree.isWithin(path, absolute) || CgroupTree.isWithin(absolute, path)
         }
-        return nil
+    }
+
+    /// Entry `entry` as an absolute path: as it is, or read against the hierarchy's root.
+    static func absolute(_ entry: String, mount: MemoryCgroupMount?) -> String {
+        let root = mount.map { $0.path.hasSuffix("/") ? String($0.path.dropLast()) : $0.path } ?? ""
+        return entry.hasPrefix("/") && (root.isEmpty || entry.hasPrefix(root + "/")) ? entry
+            : root + "/" + entry.drop(while: { $0 == "/" })
     }
 }
 

@@ -137,6 +137,19 @@ public struct TieringAction: Sendable, Equatable, Codable {
     }
 }
 
+/// One reclaim target a plan asked for (`struct mmpolicy_tier_target`):
+/// have the kernel's own reclaim take `bytes` from the memory cgroup whose
+/// id (its directory's inode number) is `cgroupID`.
+public struct TieringTarget: Sendable, Equatable, Codable {
+    public var cgroupID: UInt64
+    public var bytes: UInt64
+
+    public init(cgroupID: UInt64, bytes: UInt64) {
+        self.cgroupID = cgroupID
+        self.bytes = bytes
+    }
+}
+
 /// What a plan asked for (the output half of `struct mmpolicy_tiering_ctx`).
 public struct TieringPlan: Sendable, Equatable {
     /// False when the policy declined (returned MMPOLICY_NO_DECISION).
@@ -144,14 +157,9 @@ public struct TieringPlan: Sendable, Equatable {
     public var actions: [TieringAction]
     /// Action entries with an unknown kind (refused before validation).
     public var malformed: Int
-    public var targets: [(cgroupID: UInt64, bytes: UInt64)]
+    public var targets: [TieringTarget]
     /// The callback's return value.
     public var status: UInt32
-
-    public static func == (a: TieringPlan, b: TieringPlan) -> Bool {
-        a.decided == b.decided && a.actions == b.actions && a.malformed == b.malformed && a.status == b.status
-            && a.targets.elementsEqual(b.targets) { $0.cgroupID == $1.cgroupID && $0.bytes == $1.bytes }
-    }
 }
 
 /// Runs a tiering policy's `plan` callback and reads its plan map.
@@ -195,11 +203,11 @@ public struct TieringPlanner {
                 actions.append(TieringAction(pid: Int32(bitPattern: entry.tgid), kind: kind, start: entry.start, length: entry.len))
             }
         }
-        var targets: [(cgroupID: UInt64, bytes: UInt64)] = []
+        var targets: [TieringTarget] = []
         let targetCount = min(Int(ctx.nr_targets), Int(MMPOLICY_TIER_MAX_TARGETS))
         withUnsafeBytes(of: lists.targets) { raw in
             for entry in raw.bindMemory(to: mmpolicy_tier_target.self).prefix(targetCount) {
-                targets.append((entry.cgroup_id, entry.bytes))
+                targets.append(TieringTarget(cgroupID: entry.cgroup_id, bytes: entry.bytes))
             }
         }
         return TieringPlan(decided: status == UInt32(MMPOLICY_DECIDED.rawValue), actions: actions, malformed: malformed,

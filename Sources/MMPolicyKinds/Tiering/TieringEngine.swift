@@ -110,10 +110,10 @@ public final class TieringEngine: KindEngine {
     /// What policy `name` has moved since it was attached.
     public func totals(of name: String) -> TieringTotals? { totals.withLock { $0[name] } }
 
-    /// Bytes moved each way, refaults, what its processes have in the slow
-    /// tier now and what that saves, the slow tier's size and use (and
-    /// zram's disk size and compression), and what was left resident as
-    /// incompressible.
+    /// Bytes moved each way, bytes its reclaim targets' memcgs gave up,
+    /// refaults, what its processes have in the slow tier now and what that
+    /// saves, the slow tier's size and use (and zram's disk size and
+    /// compression), and what was left resident as incompressible.
     public func figures(of name: String) -> [KindFigure] {
         guard let t = totals(of: name) else { return [] }
         let tier = t.tier
@@ -121,6 +121,7 @@ public final class TieringEngine: KindEngine {
         var figures = [
             KindFigure("demoted", Double(t.demotedBytes), unit: "bytes"),
             KindFigure("promoted", Double(t.promotedBytes), unit: "bytes"),
+            KindFigure("reclaimed", Double(t.reclaimedBytes), unit: "bytes"),
             KindFigure("refaulted pages", Double(t.refaultedPages), unit: "count"),
             KindFigure("out now", Double(t.swappedBytes), unit: "bytes"),
             KindFigure("saved", Double(t.savedBytes), unit: "bytes"),
@@ -147,6 +148,8 @@ public struct TieringTotals: Sendable, Equatable, Codable {
     public var demotedBytes: UInt64 = 0
     public var coldBytes: UInt64 = 0
     public var promotedBytes: UInt64 = 0
+    /// What its reclaim targets' memcgs gave up (usage before less after).
+    public var reclaimedBytes: UInt64 = 0
     /// Swap-ins in regions the policy demoted (the sensors' count).
     public var refaultedPages: UInt64 = 0
     public var refused: UInt64 = 0

@@ -51,6 +51,7 @@ extension TieringEngineLoop {
             plan = answered
         }
         payload.actionsAsked = plan.actions.count + plan.malformed
+        payload.targetsAsked = plan.targets.count
         guard plan.status == UInt32(MMPOLICY_DECIDED.rawValue) || plan.status == UInt32(MMPOLICY_NO_DECISION.rawValue) else {
             record.outcome = .error
             record.detail = "plan returned \(Int32(bitPattern: plan.status))"
@@ -68,16 +69,14 @@ extension TieringEngineLoop {
         }
 
         let swapFreePercent = tier.swapTotalBytes == 0 ? 0 : Double(tier.swapFreeBytes) * 100 / Double(tier.swapTotalBytes)
-        var checked = attached.validator.validate(plan.actions, facts: facts(for: attached), swapFreePercent: swapFreePercent)
+        var checked = attached.validator.validate(plan.actions, targets: plan.targets, facts: facts(for: attached),
+                                                  cgroups: cgroupFacts(for: attached.instance.scope), swapFreePercent: swapFreePercent)
         for _ in 0..<plan.malformed {
             checked.refusals.append(.init(action: TieringAction(pid: 0, kind: .cold, start: 0, length: 0), reason: "an action of unknown kind"))
         }
-        for target in plan.targets {
-            checked.refusals.append(.init(action: TieringAction(pid: 0, kind: .demote, start: target.cgroupID, length: target.bytes),
-                                          reason: "reclaim targets (cgroup \(target.cgroupID)) are not carried out by this version"))
-        }
-        payload.refusedCount = checked.refusals.count
+        payload.refusedCount = checked.refusals.count + checked.targetRefusals.count
         payload.refusals = Array(checked.refusals.prefix(TieringDecisionPayload.maxListed))
+        payload.targetRefusals = Array(checked.targetRefusals.prefix(TieringDecisionPayload.maxListed))
         if let note = checked.trimNote { record.detail = "trimmed \(TieringDecisionText.mib(checked.trimmedBytes)): \(note)" }
         // Sampled before they go out (observe mode too); left resident if incompressible and [tiering] says skip.
         (checked.accepted, payload.compressibility) = checkCompressibility(name, checked.accepted, now: decided)
@@ -89,13 +88,15 @@ extension TieringEngineLoop {
                 add(accepted.bytes, of: accepted.action, to: &payload, &moves)
                 done += 1
             }
+            done += observe(checked.acceptedTargets, payload: &payload)
         } else {
             done = carryOut(checked.accepted, payload: &payload, moves: &moves, now: decided)
+            done += reclaim(checked.acceptedTargets, policy: name, payload: &payload)
             record.timing.set(TieringStep.carriedOut, Double(monotonicNanoseconds() - t0) / 1000)
         }
         payload.processes = moves.values.sorted { $0.demotedBytes + $0.promotedBytes > $1.demotedBytes + $1.promotedBytes }
             .prefix(TieringDecisionPayload.maxListed).map { $0 }
-        let refused = checked.refusals.count
+        let refused = payload.refusedCount
         engine.totals.withLock {
             $0[name]?.refused += UInt64(refused)
             if instance.mode == .enforce {
@@ -103,8 +104,10 @@ extension TieringEngineLoop {
                 $0[name]?.coldBytes += payload.coldBytes
                 $0[name]?.promotedBytes += payload.promotedBytes
                 $0[name]?.incompressibleSkippedBytes += payload.compressibility?.skippedBytes ?? 0
+                $0[name]?.reclaimedBytes += payload.reclaimedBytes
             }
         }
+        if done == 0, refused == 0, record.detail.isEmpty, let failure = payload.failures.first { record.detail = failure }
         let health: DecisionHealth.Event
         if done > 0 {
             record.outcome = instance.mode == .observe ? .observed : .carriedOut

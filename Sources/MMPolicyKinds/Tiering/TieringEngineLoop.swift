@@ -124,7 +124,7 @@ final class TieringEngineLoop {
             }
         }
         let validator = TieringValidator(daemonPID: environment.daemonPID, protect: instance.protect, settings: instance.settings,
-                                         mount: environment.mount)
+                                         mount: environment.mount, scope: instance.scope)
         let now = monotonicNanoseconds()
         policies[instance.name] = Attached(instance: instance, validator: validator, psi: psi,
                                            nextPlanNs: now + instance.intervalNs, lastPlanNs: now,
@@ -138,6 +138,11 @@ final class TieringEngineLoop {
         guard let attached = policies.removeValue(forKey: name) else { return }
         for pid in attached.tracked { untrack(pid, for: name) }
         if policies.isEmpty { sensors?.detachPrograms() }
+        // A reclaim puts its memcg's limit back before it returns; one it
+        // could not put back stays journaled under the policy's name.
+        for failure in environment.journal.restore(owner: name) {
+            environment.log("tiering: restoring a knob of '\(name)' failed: \(failure)")
+        }
         engine.health.close(name)
         engine.totals.withLock { _ = $0.removeValue(forKey: name) }
     }

@@ -3,7 +3,9 @@ import MMPolicyCore
 /// Checks a plan's actions before anything is moved: every action must name
 /// a live process the policy governs (in its scope, not the daemon, not
 /// protected by the manifest), and a range inside that process's anonymous
-/// memory; the plan as a whole stays within the manifest's byte bounds.
+/// memory; every reclaim target a memory cgroup inside the scope that
+/// reaches no protected one (``validateTargets``); the plan as a whole
+/// stays within the manifest's byte bounds.
 ///
 /// Invalid actions are refused one by one (the rest of the plan still
 /// runs) and counted as rejections, which the watchdog's `max_rejections`
@@ -18,12 +20,16 @@ public struct TieringValidator: Sendable {
     public var settings: TieringSettings
     /// The memory cgroup hierarchy, against which relative `[protect]` cgroups are read.
     public var mount: MemoryCgroupMount?
+    /// The policy's scope: reclaim targets must lie inside it.
+    public var scope: ResolvedScope
 
-    public init(daemonPID: Int32, protect: ProtectList, settings: TieringSettings, mount: MemoryCgroupMount? = nil) {
+    public init(daemonPID: Int32, protect: ProtectList, settings: TieringSettings, mount: MemoryCgroupMount? = nil,
+                scope: ResolvedScope = .system) {
         self.daemonPID = daemonPID
         self.protect = protect
         self.settings = settings
         self.mount = mount
+        self.scope = scope
     }
 
     /// One accepted action: its process and the parts of its range that are
@@ -38,7 +44,9 @@ public struct TieringValidator: Sendable {
     public struct Outcome: Sendable, Equatable {
         public var accepted: [Accepted] = []
         public var refusals: [TieringDecisionPayload.Refusal] = []
-        /// Bytes the bounds cut from accepted actions, with why.
+        public var acceptedTargets: [AcceptedTarget] = []
+        public var targetRefusals: [TieringDecisionPayload.TargetRefusal] = []
+        /// Bytes the bounds cut from accepted actions and reclaim targets, with why.
         public var trimmedBytes: UInt64 = 0
         public var trimNote: String?
     }
@@ -63,10 +71,21 @@ public struct TieringValidator: Sendable {
 
     static let pageSize: UInt64 = 4096
 
-    /// Checks `actions` in order; `swapFreePercent` is the slow tier's free share now.
-    public func validate(_ actions: [TieringAction], facts: TieringProcessFacts, swapFreePercent: Double) -> Outcome {
+    /// Checks `actions` in order, then `targets` (which share the demote
+    /// bytes left by the actions, see ``validateTargets``); `swapFreePercent`
+    /// is the slow tier's free share now.
+    public func validate(_ actions: [TieringAction], targets: [TieringTarget] = [], facts: TieringProcessFacts,
+                         cgroups: TieringCgroupFacts = .none, swapFreePercent: Double) -> Outcome {
         var outcome = Outcome()
         var demoteLeft = swapFreePercent < settings.minSwapFreePercent ? 0 : settings.maxDemoteBytes
+        validateActions(actions, facts: facts, swapFreePercent: swapFreePercent, demoteLeft: &demoteLeft, into: &outcome)
+        validateTargets(targets, cgroups: cgroups, swapFreePercent: swapFreePercent, demoteLeft: &demoteLeft, into: &outcome)
+        return outcome
+    }
+
+    /// Checks `actions` in order, taking what demotions are granted from `demoteLeft`.
+    func validateActions(_ actions: [TieringAction], facts: TieringProcessFacts, swapFreePercent: Double,
+                         demoteLeft: inout UInt64, into outcome: inout Outcome) {
         var promoteLeft = settings.maxPromoteBytes
         var demotedPerProcess: [Int32: UInt64] = [:]
         var mappingsCache: [Int32: [AddressRange]] = [:]
@@ -125,7 +144,6 @@ public struct TieringValidator: Sendable {
             }
             outcome.accepted.append(Accepted(action: action, ranges: ranges))
         }
-        return outcome
     }
 
     /// Why `action`'s process may not be touched, if it may not.

@@ -90,6 +90,11 @@ static __always_inline bool mmpolicy_tier_add_region(struct mmpolicy_tiering_ctx
 /*
  * Appends a reclaim target (the kernel's own reclaim of memory cgroup
  * @cgroup_id, @bytes); false if the plan has MMPOLICY_TIER_MAX_TARGETS.
+ * @cgroup_id is the group's id as BPF sees it (its directory's inode number;
+ * ctx->scope.cgroup_id for the scope's own). The daemon refuses a group
+ * outside the scope or reaching a [protect] cgroup, and takes the bytes out
+ * of the plan's demote bound (v2: memory.reclaim; v1: a brief, journaled
+ * lowering of memory.limit_in_bytes; see docs/kinds/tiering.md).
  */
 static __always_inline bool mmpolicy_tier_add_target(struct mmpolicy_tiering_ctx *ctx, __u64 cgroup_id, __u64 bytes)
 {
