@@ -73,25 +73,28 @@ run: build
 	@echo
 	$(MMPOLICY) daemon --policy-dir $(CURDIR)/policies
 
-# Five phases: the live-kernel tests block Swift concurrency's small
+# Six phases: the live-kernel tests block Swift concurrency's small
 # cooperative pool (2 threads on 2 cores) for seconds at a time while they
 # wait for the kernel, which would starve the control-socket tests' timing
 # checks if both ran in one process at once. The watchdog's and the tiering
-# suites (sensors, primitives, end to end, compressibility, reclaim targets,
-# memcg reclaim) run last, each phase alone: they turn zram swap on, which
-# would keep other suites' memcgs from running out of memory.
+# suites (sensors, primitives, end to end, reclaim targets, memcg reclaim)
+# run last, each phase alone: they turn zram swap on, which would keep other
+# suites' memcgs from running out of memory. The compressibility suite runs
+# alone after them: it counts the pages its own zram device stores whole,
+# and the primitives' devices (swap priority 32767) would take its pages.
 # `mmpolicy tier setup-zram` and `[tiering] setup_zram`'s suite comes after
 # them, alone too: its zram devices take swap priority 100, so a tiering
 # suite running beside it would page out to them, and its teardowns'
 # swapoff would bring those pages back under that suite's feet; and some of
 # its tests wait for a moment without any swap.
-TIERING_SUITES = TieringSensorTests|TieringPrimitivesTests|TieringEndToEndTests|TieringCompressibilityTests|TieringReclaimTests|MemcgReclaimTests
+TIERING_SUITES = TieringSensorTests|TieringPrimitivesTests|TieringEndToEndTests|TieringReclaimTests|MemcgReclaimTests
 test: build
 	swift build --build-tests
 	swift test --skip-build --skip LiveKernelTests
-	swift test --skip-build --filter LiveKernelTests --skip 'WatchdogEndToEndTests|$(TIERING_SUITES)|ZramSetupTests'
+	swift test --skip-build --filter LiveKernelTests --skip 'WatchdogEndToEndTests|$(TIERING_SUITES)|TieringCompressibilityTests|ZramSetupTests'
 	swift test --skip-build --filter WatchdogEndToEndTests
 	swift test --skip-build --filter '$(TIERING_SUITES)'
+	swift test --skip-build --filter TieringCompressibilityTests
 	swift test --skip-build --filter ZramSetupTests
 
 # The fault-injection suites alone (they also run in `make test`): a stopped

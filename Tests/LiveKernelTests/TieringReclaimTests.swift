@@ -236,6 +236,9 @@ struct TieringReclaimTests {
         #expect(payload.targetsAsked == 0, "no cgroup to reclaim: regions instead")
         #expect(payload.actionsAsked > 0 && payload.demotedBytes > 0)
         #expect(payload.actionsAsked <= Int(MMPOLICY_TIER_MAX_ACTIONS))
+        // The daemon and its guardian are never the policy's to move.
+        let own = Set([daemon.pid] + daemon.guardians().map(\.pid))
+        #expect(!own.isEmpty && payload.processes.allSatisfy { !own.contains($0.pid) }, "\(payload.processes)")
         #expect(try daemon.cli(["unload", "tier_senpai"]).status == 0)
         _ = zram
     }

@@ -223,8 +223,8 @@ final class TieringEngineLoop {
     }
 
     /// The processes a scope holds (system: every process with memory of
-    /// its own; only pids not in `known` are looked at), without the daemon,
-    /// at most the sensors' capacity.
+    /// its own; only pids not in `known` are looked at), without the daemon
+    /// and its guardian, at most the sensors' capacity.
     func processes(in scope: ResolvedScope, known: Set<Int32>) -> Set<Int32> {
         let all: [Int32]
         if let path = scope.cgroupPath {
@@ -234,7 +234,12 @@ final class TieringEngineLoop {
                 known.contains(pid) || (pid > 1 && ((try? ProcessMemoryStatus.read(pid: pid))?.rssAnonBytes ?? 0) > 0)
             }
         }
-        return Set(all.filter { $0 != environment.daemonPID }.prefix(Int(TieringSensors.maxProcesses)))
+        // Not the daemon, nor its children (the guardian): a new pid is looked at once.
+        let daemon = environment.daemonPID
+        let ours = all.filter { pid in
+            pid != daemon && (known.contains(pid) || (try? ProcessSnapshot.read(pid: pid))?.ppid != daemon)
+        }
+        return Set(ours.prefix(Int(TieringSensors.maxProcesses)))
     }
 
     /// Whether `[protect]` keeps `pid` out (the validator's rule).
