@@ -8,9 +8,9 @@
  * the scope each plan, for as long as taking it hurts no one. "Hurts" is
  * two signals over the interval just past: the time tasks stalled on
  * memory (PSI some, in microseconds per second of the interval) and the
- * scope's refaults (major faults of its processes per second: swap-ins
- * and page cache read back, what reclaim took and was wanted again, from
- * the sensors' tier_procs). While both are under their targets it asks for
+ * scope's refaults (swap-ins of its processes per second: anonymous
+ * memory reclaim took and that was wanted again, from the sensors'
+ * tier_procs). While both are under their targets it asks for
  * a reclaim target on the scope's cgroup of step_permille of the scope's
  * usage, scaled down as the worse signal nears its target, and doubles the
  * step each plan, up to max_step_permille. When either is over target it
@@ -25,8 +25,9 @@
  *
  * Where it falls short: on cgroup v1 PSI is the whole system's, so
  * another group's stalls hold it back (and its own stalls hold back
- * nobody else's policy); a major fault is not always a refault (a first
- * read of a mapped file counts too); it converges from below, a step at a
+ * nobody else's policy); page cache that reclaim dropped and that is
+ * read back is not counted as a refault (the sensors count swap-ins
+ * only), though PSI sees the stall; it converges from below, a step at a
  * time, so a workload whose working set shrinks fast is reclaimed slowly
  * and one that grows fast meets a memcg already reclaimed to the bone
  * (the daemon keeps the v1 limit above what the group cannot give up,
@@ -42,7 +43,7 @@
 
 /* Memory stall allowed, in µs per second of the interval (1000 = 0.1 %, Senpai's default). */
 const volatile __u64 stall_target_us_per_s = 1000;
-/* Refaults (the scope's major faults) allowed per second. */
+/* Refaults (the scope's swap-ins) allowed per second. */
 const volatile __u64 refault_target_per_s = 50;
 /* The first step, per mille of the scope's usage; it doubles each plan under target. */
 const volatile __u32 step_permille = 5;
@@ -59,7 +60,7 @@ bool primed;
  */
 __u64 faults_now;
 
-/* Sums the scope's refaults: major faults (reclaim) or refaults of demoted regions (demotion). */
+/* Sums the scope's refaults: swap-ins (reclaim) or refaults of demoted regions (demotion). */
 static void scope_faults(struct mmpolicy_tiering_ctx *ctx, bool reclaiming)
 {
 	struct mmpolicy_scope scope = ctx->scope;
