@@ -21,7 +21,7 @@ struct TierLoad: ParsableCommand {
             and runs the hot loop until killed: each touch adds 1 to the first word of a random \
             64-byte line of the hot part (xorshift index: a few ns of work, so the loop's rate \
             is the memory's). With --duty-percent below 100 the loop runs that share of every \
-            10 ms and sleeps the rest. Every --report-ms a second thread prints
+            10 ms, starting at a random point of the period, and sleeps the rest. Every --report-ms a second thread prints
               tput <CLOCK_MONOTONIC ns> <touches so far> <hot loop thread's CPU ns so far>
             The cold and incompressible parts are never touched again.
             """)
@@ -117,9 +117,22 @@ struct HotLoop {
         var x = seed | 1
         var count: UInt64 = 0
         let burstNs = Self.periodNs * UInt64(dutyPercent) / 100
+        let slack = Self.periodNs - burstNs
         var periodStart = monotonicNanoseconds()
+        var phase = seed ^ 0x5DEE_CE66
         while true {
-            let burstEnd = dutyPercent == 100 ? UInt64.max : periodStart + burstNs
+            var burstEnd = UInt64.max
+            if dutyPercent < 100 {
+                // The burst starts at a random point of its period: loops of
+                // several processes then overlap by chance, the same on
+                // average for each of them, not in a pattern that drifts.
+                phase ^= phase << 13
+                phase ^= phase >> 7
+                phase ^= phase << 17
+                let start = periodStart + (slack == 0 ? 0 : phase % slack)
+                Self.sleep(until: start)
+                burstEnd = max(start, monotonicNanoseconds()) + burstNs
+            }
             var now: UInt64
             repeat {
                 for _ in 0..<256 {
@@ -135,15 +148,15 @@ struct HotLoop {
                 now = monotonicNanoseconds()
             } while now < burstEnd
             guard dutyPercent < 100 else { continue }
-            // Sleep to the next period; a late burst starts the next period now.
+            // The next period; one that overran starts now.
             periodStart += Self.periodNs
-            if periodStart > now {
-                var deadline = timespec(tv_sec: Int(periodStart / 1_000_000_000), tv_nsec: Int(periodStart % 1_000_000_000))
-                while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil) == EINTR {}
-            } else {
-                periodStart = now
-            }
+            if periodStart < now { periodStart = now }
         }
+    }
+
+    static func sleep(until ns: UInt64) {
+        var deadline = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+        while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nil) == EINTR {}
     }
 }
 
