@@ -54,14 +54,22 @@ struct TierReport {
     }
 
     func median(_ contender: TierContender, _ value: (TierRunResult) -> Double?) -> Double {
-        percentile(runs(contender).compactMap(value).filter { $0.isFinite }, 50)
+        Self.median(runs(contender).compactMap(value).filter { $0.isFinite })
+    }
+
+    /// The middle value; of an even count, the mean of the two middle ones.
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return .nan }
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     /// "median (min-max)" when there is more than one round.
     func spread(_ contender: TierContender, _ decimals: Int, _ value: (TierRunResult) -> Double?) -> String {
         let values = runs(contender).compactMap(value).filter { $0.isFinite }
         guard !values.isEmpty else { return "-" }
-        let mid = fmt(percentile(values, 50), decimals)
+        let mid = fmt(Self.median(values), decimals)
         return values.count == 1 ? mid : "\(mid) (\(fmt(values.min()!, decimals))-\(fmt(values.max()!, decimals)))"
     }
 
