@@ -97,7 +97,6 @@ struct TierRunResult {
     /// The most other processes' pages on the run's device, and of the run's pages elsewhere, at any reading.
     var maxForeignBytes: UInt64 { samples.map(\.foreignBytes).max() ?? 0 }
     var maxElsewhereBytes: UInt64 { samples.map(\.elsewhereBytes).max() ?? 0 }
-
 }
 
 /// Runs one contender on a fresh setup.
@@ -138,8 +137,9 @@ struct TierRunner {
             started.append(try TierWorkload.start(workload: s.workload, hot: s.hot, cold: s.cold, incompressible: s.incompressible,
                                                   dutyPercent: s.dutyPercent, memcg: group.path))
         }
+        // Started together, they fill their memory at once; a process not
+        // waited for (one before it failed) is killed when `started` goes.
         for process in started { workloads.append(try TierWorkload(waitingFor: process)) }
-        started = []
         let kswapd = KswapdThreads.pids()
         let settleStart = monotonicNanoseconds()
         try sleepChecking(seconds: Double(s.settleSeconds))
@@ -213,8 +213,9 @@ struct HotLoopRates {
     /// The control's touches per second of its loop thread's CPU time.
     var controlCPU: Double
 
-    /// The workloads' CPU-normalized rate over the control's.
-    var relative: Double { cpu / controlCPU }
+    /// The workloads' CPU-normalized rate over the control's (without a
+    /// control, `--no-control`: the workloads' rate alone).
+    var relative: Double { controlCPU.isNaN ? cpu : cpu / controlCPU }
 
     init(_ workloads: [TierWorkload], control: TierWorkload?, from: UInt64, to: UInt64) {
         let all = Self.sums(workloads, from: from, to: to)

@@ -1,6 +1,6 @@
 // One reading, every second of a tiering run: where the workloads' memory
-// is, what zram holds for it, what it cost (CPU, refaults), and how fast
-// the hot loops ran.
+// is, what zram holds for it, and what it cost (CPU, refaults); the hot
+// loops' reports are collected along the way.
 import BPFKit
 import MMPolicyCore
 
