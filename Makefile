@@ -117,6 +117,7 @@ bench: setup
 	.build/release/mmpolicy-bench watchdog
 	.build/release/mmpolicy-bench soak
 	.build/release/mmpolicy-bench tiering-sensors
+	.build/release/mmpolicy-bench tiering
 
 clean:
 	rm -rf $(BUILD) .build

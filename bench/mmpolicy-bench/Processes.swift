@@ -110,6 +110,24 @@ final class ChildProcess {
         }
     }
 
+    /// The complete lines already on stdout, without waiting (for a child
+    /// that reports periodically while the benchmark samples).
+    func availableLines() -> [String] {
+        var lines: [String] = []
+        while stdoutFD >= 0, pollReadable(stdoutFD, timeoutMs: 0) {
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = read(stdoutFD, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            buffered += chunk[..<n]
+        }
+        while let newline = buffered.firstIndex(of: 10) {
+            lines.append(String(decoding: buffered[..<newline], as: UTF8.self))
+            buffered.removeSubrange(...newline)
+        }
+        return lines
+    }
+
     /// Everything on stdout until EOF (for short-lived CLI commands).
     func readAll() -> String {
         var out = buffered

@@ -6,6 +6,7 @@
 //   mmpolicy-workload thrash --rss 128M [--cgroup DIR] [--oom-score-adj N]
 //   mmpolicy-workload hotcold --hot 16M --cold 48M [--interval-ms 10] [--untouched] [--cgroup DIR] [--oom-score-adj N]
 //   mmpolicy-workload faults --size 256M [--passes 4] [--runs 1] [--threads 1] [--now] [--cgroup DIR] [--oom-score-adj N]
+//   mmpolicy-workload tierload --hot 64M --cold 192M [--incompressible 64M] [--report-ms 1000] [--duty-percent 100] [--seed N] [--cgroup DIR] [--oom-score-adj N]
 //
 // Every workload first joins --cgroup and sets --oom-score-adj, so the memory
 // it then allocates is charged there. Once its memory is resident it prints one
@@ -29,7 +30,7 @@ struct Workload: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mmpolicy-workload",
         abstract: "Memory workloads for mmpolicy's live-kernel tests and benchmarks.",
-        subcommands: [Hold.self, Grow.self, Idle.self, Thrash.self, HotCold.self, Faults.self]
+        subcommands: [Hold.self, Grow.self, Idle.self, Thrash.self, HotCold.self, Faults.self, TierLoad.self]
     )
 
     /// ParsableCommand.main(), except that an error is one line, without the usage.
