@@ -37,7 +37,7 @@
 /* A region with no fault for this long is a candidate. */
 const volatile __u64 cold_after_ms = 4000;
 /* The first batch of a plan, in regions; it doubles while probes stay out. */
-const volatile __u32 probe_regions = 8;
+const volatile __u32 probe_regions = 32;
 /* A region that came back this many times stays resident. */
 const volatile __u32 max_demotions = 4;
 /* Never pick a region flagged MMPOLICY_TIER_REGION_INCOMPRESSIBLE (0: pick it like any other). */
