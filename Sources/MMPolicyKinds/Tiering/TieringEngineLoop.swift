@@ -139,8 +139,11 @@ final class TieringEngineLoop {
         for pid in attached.tracked { untrack(pid, for: name) }
         if policies.isEmpty { sensors?.detachPrograms() }
         // A reclaim puts its memcg's limit back before it returns; one it
-        // could not put back stays journaled under the policy's name.
-        for failure in environment.journal.restore(owner: name) {
+        // could not put back stays journaled under the policy's name. Its
+        // zram, if the daemon set one up for it, is the slow tier's to tear
+        // down or hand over (TieringSlowTier.release), not this restore's.
+        let limits = environment.journal.entries(owner: name).filter { ZramSwapRecord($0) == nil }.map(\.path)
+        for failure in environment.journal.restore(paths: limits) {
             environment.log("tiering: restoring a knob of '\(name)' failed: \(failure)")
         }
         engine.health.close(name)
